@@ -131,8 +131,8 @@ def _as_seeds(seeds) -> list:
 
 # %% ../nbs/02_stages.ipynb 21
 def generate_latents(pipe, embeddings, seeds, *, unet=None, guidance_scale:float=7.5, steps:int=50,
-                     generator_device=None, batch_size=None, progress:bool=True) -> torch.Tensor:
-    "DDIM + classifier-free guidance for every (embedding, seed) pair: latents (N*S, C, h, w), embedding-major."
+                     generator_device=None, batch_size=None, progress:bool=True, paired:bool=False) -> torch.Tensor:
+    "DDIM + classifier-free guidance for every (embedding, seed) pair (N*S latents, embedding-major), or for zip(embeddings, seeds) when `paired`."
     from diffusers import DDIMScheduler
     unet = unet if unet is not None else pipe.unet
     embs, seeds = _as_embeddings(embeddings), _as_seeds(seeds)
@@ -140,8 +140,12 @@ def generate_latents(pipe, embeddings, seeds, *, unet=None, guidance_scale:float
     device, dtype = unet.device, unet.dtype
     noise = initial_latents(pipe, seeds, generator_device)
     n, s = len(embs), len(seeds)
-    cond = embs.to(device, dtype).repeat_interleave(s, dim=0)  # (N*S, T, d): embedding-major
-    start = noise.repeat(n, 1, 1, 1)                           # seed-minor
+    if paired:
+        if n != s: raise ValueError(f"paired generation needs as many seeds as embeddings, got {s} and {n}")
+        cond, start = embs.to(device, dtype), noise
+    else:
+        cond = embs.to(device, dtype).repeat_interleave(s, dim=0)  # (N*S, T, d): embedding-major
+        start = noise.repeat(n, 1, 1, 1)                           # seed-minor
     guided = guidance_scale != 1.0
     uncond = encode_text(pipe, '').to(device, dtype) if guided else None  # computed once per call
     sched = DDIMScheduler.from_config(pipe.scheduler.config)
@@ -179,11 +183,13 @@ def generate(
     generator_device=None,      # where starting noise is drawn; None: the CPU (the same images on any device)
     batch_size=None,            # images per denoising batch; None: the whole grid at once
     progress:bool=True,         # show a progress bar
-)->list:                        # images[i][j]: PIL image for embedding i and seed j
+    paired:bool=False,          # True: one image per (embeddings[i], seeds[i]) instead of the full grid
+)->list:                        # images[i][j]: PIL image for embedding i and seed j (paired: images[i][0])
     "Stage 3: sample every (embedding, seed) pair with DDIM and classifier-free guidance, batched."
     seeds = _as_seeds(seeds)
     lat = generate_latents(pipe, embeddings, seeds, unet=unet, guidance_scale=guidance_scale, steps=steps,
-                           generator_device=generator_device, batch_size=batch_size, progress=progress)
+                           generator_device=generator_device, batch_size=batch_size, progress=progress, paired=paired)
     bs = batch_size or len(lat)
     ims = [im for i in range(0, len(lat), bs) for im in to_pil(decode_latents(pipe, lat[i:i + bs]))]
-    return [ims[i:i + len(seeds)] for i in range(0, len(ims), len(seeds))]
+    per_row = 1 if paired else len(seeds)
+    return [ims[i:i + per_row] for i in range(0, len(ims), per_row)]
