@@ -131,7 +131,8 @@ def _as_seeds(seeds) -> list:
 
 # %% ../nbs/02_stages.ipynb 21
 def generate_latents(pipe, embeddings, seeds, *, unet=None, guidance_scale:float=7.5, steps:int=50,
-                     generator_device=None, batch_size=None, progress:bool=True, paired:bool=False) -> torch.Tensor:
+                     generator_device=None, batch_size=None, progress:bool=True, paired:bool=False,
+                     callback=None) -> torch.Tensor:
     "DDIM + classifier-free guidance for every (embedding, seed) pair (N*S latents, embedding-major), or for zip(embeddings, seeds) when `paired`."
     from diffusers import DDIMScheduler
     unet = unet if unet is not None else pipe.unet
@@ -151,9 +152,8 @@ def generate_latents(pipe, embeddings, seeds, *, unet=None, guidance_scale:float
     sched = DDIMScheduler.from_config(pipe.scheduler.config)
     sched.set_timesteps(steps, device=device)
     bs = batch_size or len(cond)
-    out = []
-    bar = tqdm(total=len(sched.timesteps) * ((len(cond) + bs - 1) // bs), desc='stage 3: sampling',
-               disable=not progress, leave=False, dynamic_ncols=True)
+    out, done, total = [], 0, len(sched.timesteps) * ((len(cond) + bs - 1) // bs)
+    bar = tqdm(total=total, desc='stage 3: sampling', disable=not progress, leave=False, dynamic_ncols=True)
     with torch.no_grad():
         for i in range(0, len(cond), bs):
             c = cond[i:i + bs]
@@ -167,7 +167,8 @@ def generate_latents(pipe, embeddings, seeds, *, unet=None, guidance_scale:float
                     pu, pc = pred.chunk(2)
                     pred = pu + guidance_scale * (pc - pu)
                 x = sched.step(pred, t, x, eta=0.0).prev_sample
-                bar.update()
+                bar.update(); done += 1
+                if callback is not None: callback(done, total)
             out.append(x)
     bar.close()
     return torch.cat(out)
@@ -184,11 +185,13 @@ def generate(
     batch_size=None,            # images per denoising batch; None: the whole grid at once
     progress:bool=True,         # show a progress bar
     paired:bool=False,          # True: one image per (embeddings[i], seeds[i]) instead of the full grid
+    callback=None,              # called as callback(done, total) after each denoising step (for progress widgets)
 )->list:                        # images[i][j]: PIL image for embedding i and seed j (paired: images[i][0])
     "Stage 3: sample every (embedding, seed) pair with DDIM and classifier-free guidance, batched."
     seeds = _as_seeds(seeds)
     lat = generate_latents(pipe, embeddings, seeds, unet=unet, guidance_scale=guidance_scale, steps=steps,
-                           generator_device=generator_device, batch_size=batch_size, progress=progress, paired=paired)
+                           generator_device=generator_device, batch_size=batch_size, progress=progress, paired=paired,
+                           callback=callback)
     bs = batch_size or len(lat)
     ims = [im for i in range(0, len(lat), bs) for im in to_pil(decode_latents(pipe, lat[i:i + bs]))]
     per_row = 1 if paired else len(seeds)

@@ -191,7 +191,7 @@ def _embeddings(self:Imagic, etas) -> list:
     return [interpolate(self.state.e_tgt.to(dev), self.state.e_opt.to(dev), eta) for eta in etas]
 
 def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None, pretrained:bool=False,
-          batch_size=None, progress:bool=True) -> dict:
+          batch_size=None, progress:bool=True, callback=None) -> dict:
     "Stage 3 for every η and seed in one batched loop: `images[eta][seed]` (PIL). `pretrained=True`: sample without fine-tuning (ablation)."
     s = self.settings
     etas = [check_eta(e) for e in (s.etas if etas is None else ([etas] if isinstance(etas, (int, float)) else etas))]
@@ -199,7 +199,8 @@ def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None
     unet = self.pipe.unet if pretrained else self.unet
     grid = generate(self.pipe, self.embeddings(etas), seeds, unet=unet,
                     guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
-                    steps=s.sample_steps if steps is None else steps, batch_size=batch_size, progress=progress)
+                    steps=s.sample_steps if steps is None else steps, batch_size=batch_size, progress=progress,
+                    callback=callback)
     return {eta: dict(zip(seeds, row)) for eta, row in zip(etas, grid)}
 
 Imagic.unet = property(_unet)
@@ -211,12 +212,15 @@ def _save_imagic(self:Imagic, path) -> Path:
     if self.state is None: raise RuntimeError("nothing to save: call fit() first")
     return self.state.save(path)
 
-def _load_imagic(cls, pipe, path, **overrides) -> Imagic:
-    "An `Imagic` on `pipe` with the state saved at `path` (checked against `pipe`); `overrides` change stage-3 settings."
-    state = ImagicState.load(path)
+def _from_state(cls, pipe, state:ImagicState, **overrides) -> Imagic:
+    "An `Imagic` on `pipe` holding a fitted `state` (checked against `pipe`); `overrides` change stage-3 settings."
     state.check_model(pipe)
     im = cls(pipe, settings=Settings(**state.settings), **overrides)
     im.state = state
     return im
 
-Imagic.save, Imagic.load = _save_imagic, classmethod(_load_imagic)
+def _load_imagic(cls, pipe, path, **overrides) -> Imagic:
+    "An `Imagic` on `pipe` with the state saved at `path` (checked against `pipe`); `overrides` change stage-3 settings."
+    return cls.from_state(pipe, ImagicState.load(path), **overrides)
+
+Imagic.save, Imagic.from_state, Imagic.load = _save_imagic, classmethod(_from_state), classmethod(_load_imagic)
