@@ -26,6 +26,29 @@ def _check_steps(steps, lr):
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0: raise ValueError(f"steps must be an integer >= 0, got {steps!r}")
     if not (isinstance(lr, (int, float)) and lr >= 0): raise ValueError(f"lr must be a number >= 0, got {lr!r}")
 
+def _check_latents(latents):
+    if latents.ndim != 4 or latents.shape[0] != 1: raise ValueError(f"latents must be (1, C, h, w), got {tuple(latents.shape)}")
+
+def _optimise(pipe, unet, latents, emb, params, steps, lr, generator, desc, progress, callback, shown) -> list:
+    "The loop both stages share: Adam on `params` against the diffusion loss of `unet` at (`latents`, `emb`); per-step losses."
+    generator = generator if generator is not None else make_generator(unet.device)
+    latents = latents.to(unet.device, torch.float32)
+    opt = torch.optim.Adam(params, lr=lr)
+    T = pipe.scheduler.config.num_train_timesteps
+    losses = []
+    bar = _progress(steps, desc, progress)
+    with torch.enable_grad():
+        for step in bar:
+            noise, t = draw_noise(latents, T, generator)
+            loss = diffusion_loss(unet, pipe.scheduler, latents, emb, noise, t)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            if progress: bar.set_postfix(loss=f'{losses[-1]:.4f}')
+            if callback is not None: callback(step, losses[-1], shown())
+    return losses
+
 def optimize_embedding(
     pipe,               # a diffusers text-to-image pipeline (its UNet stays frozen)
     latents,            # the input image, encoded by `encode_image`: (1, C, h, w)
@@ -37,28 +60,12 @@ def optimize_embedding(
     callback=None,      # called as callback(step, loss, embedding) after each step
 )->tuple:               # (e_opt shaped like e_tgt, list of per-step losses)
     "Stage 1: the embedding near `e_tgt` that best reconstructs `latents` with the frozen model."
-    _check_steps(steps, lr)
-    unet = pipe.unet
-    if latents.ndim != 4 or latents.shape[0] != 1: raise ValueError(f"latents must be (1, C, h, w), got {tuple(latents.shape)}")
+    _check_steps(steps, lr); _check_latents(latents)
     if e_tgt.ndim != 3 or e_tgt.shape[0] != 1: raise ValueError(f"e_tgt must be (1, T, d), got {tuple(e_tgt.shape)}")
-    device = unet.device
-    generator = generator if generator is not None else make_generator(device)
-    latents = latents.to(device, torch.float32)
-    emb = e_tgt.detach().to(device, torch.float32).clone().requires_grad_(True)
-    opt = torch.optim.Adam([emb], lr=lr)
-    T = pipe.scheduler.config.num_train_timesteps
-    losses = []
-    bar = _progress(steps, 'stage 1: embedding', progress)
-    with torch.enable_grad():
-        for step in bar:
-            noise, t = draw_noise(latents, T, generator)
-            loss = diffusion_loss(unet, pipe.scheduler, latents, emb, noise, t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            if progress: bar.set_postfix(loss=f'{losses[-1]:.4f}')
-            if callback is not None: callback(step, losses[-1], emb.detach())
+    unet = pipe.unet
+    emb = e_tgt.detach().to(unet.device, torch.float32).clone().requires_grad_(True)
+    losses = _optimise(pipe, unet, latents, emb, [emb], steps, lr, generator, 'stage 1: embedding', progress, callback,
+                       lambda: emb.detach())
     return emb.detach().to(e_tgt.dtype).to(e_tgt.device), losses
 
 # %% ../nbs/02_stages.ipynb 14
@@ -73,31 +80,13 @@ def finetune(
     callback=None,      # called as callback(step, loss, unet) after each step
 )->tuple:               # (fine-tuned UNet2DConditionModel in the pipeline's dtype, list of per-step losses)
     "Stage 2: fine-tune a copy of the UNet so that `e_opt` reconstructs `latents`."
-    _check_steps(steps, lr)
-    if latents.ndim != 4 or latents.shape[0] != 1: raise ValueError(f"latents must be (1, C, h, w), got {tuple(latents.shape)}")
-    base = pipe.unet
-    device, dtype = base.device, base.dtype
-    generator = generator if generator is not None else make_generator(device)
-    unet = _cast(copy.deepcopy(base), torch.float32)
+    _check_steps(steps, lr); _check_latents(latents)
+    dtype = pipe.unet.dtype
+    unet = _cast(copy.deepcopy(pipe.unet), torch.float32)
     unet.eval(); unet.requires_grad_(True)
-    params = [p for p in unet.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(params, lr=lr)
-    latents = latents.to(device, torch.float32)
-    emb = e_opt.detach().to(device, torch.float32)
-    T = pipe.scheduler.config.num_train_timesteps
-    losses = []
-    bar = _progress(steps, 'stage 2: fine-tune', progress)
-    with torch.enable_grad():
-        for step in bar:
-            noise, t = draw_noise(latents, T, generator)
-            loss = diffusion_loss(unet, pipe.scheduler, latents, emb, noise, t)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(loss.item())
-            if progress: bar.set_postfix(loss=f'{losses[-1]:.4f}')
-            if callback is not None: callback(step, losses[-1], unet)
-    del opt
+    emb = e_opt.detach().to(unet.device, torch.float32)
+    losses = _optimise(pipe, unet, latents, emb, list(unet.parameters()), steps, lr, generator, 'stage 2: fine-tune',
+                       progress, callback, lambda: unet)
     unet.requires_grad_(False)
     return _cast(unet, dtype), losses
 
