@@ -64,8 +64,7 @@ def heldout_edits(n:int=30, seed:int=HELDOUT_SEED) -> list:
         src = random_scene(rng)
         options = {'colour': [c for c in COLOURS if c != src.colour], 'shape': [s for s in SHAPES if s != src.shape],
                    'background': [b for b in BACKGROUNDS if b != src.background]}[kind]
-        attr = {'colour': 'colour', 'shape': 'shape', 'background': 'background'}[kind]
-        tgt = replace(src, **{attr: options[rng.integers(len(options))]})
+        tgt = replace(src, **{kind: options[rng.integers(len(options))]})  # each kind names the Scene field it changes
         edits.append(Edit(src, tgt, kind))
     return edits
 
