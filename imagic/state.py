@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 import imagic
 from .core import (Settings, check_eta, encode_image, encode_text, image_size, load_image, make_generator)
-from .stages import finetune, generate, interpolate, optimize_embedding
+from .stages import fit_stages, generate, interpolate
 
 # %% ../nbs/03_state.ipynb 6
 def image_fingerprint(image:torch.Tensor) -> str:
@@ -157,8 +157,9 @@ class Imagic:
         return f'Imagic({getattr(self.pipe, "name_or_path", "?")!r}, {fitted})'
 
 # %% ../nbs/03_state.ipynb 17
-def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None) -> ImagicState:
-    "Stages 1 and 2 on `image` (path, PIL image, or (3,H,W) tensor in [0,1]) for the target `text`."
+def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkpoint_dir=None,
+         checkpoint_every:int=100) -> ImagicState:
+    "Stages 1 and 2 on `image` (path, PIL image, or (3,H,W) tensor in [0,1]) for the target `text`; `checkpoint_dir`: resumable (see `fit_stages`)."
     if not isinstance(text, str) or not text.strip(): raise ValueError("the target text is empty")
     pipe, s = self.pipe, self.settings
     size = image_size(pipe)
@@ -166,9 +167,8 @@ def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None) -> Ima
     if tuple(x.shape) != (3, size, size): raise ValueError(f"image tensor must be (3, {size}, {size}), got {tuple(x.shape)}")
     latents = encode_image(pipe, x)
     e_tgt = encode_text(pipe, text)
-    g = make_generator(pipe.unet.device, s.seed)
-    e_opt, l1 = optimize_embedding(pipe, latents, e_tgt, steps=s.embed_steps, lr=s.embed_lr, generator=g, progress=progress)
-    unet, l2 = finetune(pipe, latents, e_opt, steps=s.finetune_steps, lr=s.finetune_lr, generator=g, progress=progress)
+    e_opt, unet, l1, l2 = fit_stages(pipe, latents, e_tgt, s, progress=progress, checkpoint_dir=checkpoint_dir,
+                                     checkpoint_every=checkpoint_every, callback=callback)
     self.state = ImagicState(e_tgt=e_tgt.cpu(), e_opt=e_opt.cpu(), unet_weights=changed_weights(pipe.unet, unet),
                              image=x.cpu().float(), text=text, settings=s.to_dict(), model=str(pipe.name_or_path),
                              model_fingerprint=model_fingerprint(pipe), embed_losses=l1, finetune_losses=l2)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .core import Settings, encode_image, encode_text, make_generator, pil_to_tensor
-from .stages import finetune, generate, interpolate, optimize_embedding
+from .core import Settings, encode_image, encode_text, pil_to_tensor
+from .stages import fit_stages, generate, interpolate
 from .world import (BACKGROUNDS, COLOURS, HELDOUT_SEED, SHAPES, Scene, all_captions, caption, probe,
                           random_scene, render)
 
@@ -91,9 +91,7 @@ def run_edits(pipe, edits, settings:Settings, etas=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9
         t0 = time.perf_counter()
         lat = encode_image(pipe, x)
         e_tgt = encode_text(pipe, edit.text)
-        g = make_generator(pipe.unet.device, settings.seed)
-        e_opt, l1 = optimize_embedding(pipe, lat, e_tgt, steps=settings.embed_steps, lr=settings.embed_lr, generator=g, progress=False)
-        unet, l2 = finetune(pipe, lat, e_opt, steps=settings.finetune_steps, lr=settings.finetune_lr, generator=g, progress=False)
+        e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, settings, progress=False)
         fit_s = time.perf_counter() - t0
         embs = [interpolate(e_tgt, e_opt, eta) for eta in etas]
         rec = dict(edit=edit, fit_s=fit_s, embed_losses=l1, finetune_losses=l2, judged={}, images={})
