@@ -137,14 +137,15 @@ def _load_model(args):
     import torch
     from imagic.core import load_pipeline
     dtype = getattr(torch, args.dtype) if args.dtype else None
+    if args.device is not None:
+        try: dev = torch.device(args.device)
+        except RuntimeError as e: raise UsageError(f"bad --device {args.device!r}: {str(e).splitlines()[0]}") from None
+        if dev.type == 'cuda' and not torch.cuda.is_available(): raise UsageError(f"--device {args.device}: CUDA is not available here")
     if not _progress(args):  # diffusers' and transformers' own loading bars
         import diffusers, transformers
         diffusers.utils.logging.disable_progress_bar(); transformers.utils.logging.disable_progress_bar()
     try: return load_pipeline(args.model, device=args.device, dtype=dtype)
     except (FileNotFoundError, ValueError, OSError) as e: raise UsageError(str(e).splitlines()[0]) from None
-    except RuntimeError as e:  # e.g. an unknown device
-        if 'device' in str(e).lower(): raise UsageError(f"bad --device {args.device!r}: {str(e).splitlines()[0]}") from None
-        raise
 
 def _progress(args) -> bool: return not args.quiet and sys.stderr.isatty()
 

@@ -42,6 +42,8 @@ def test_loads_by_name_through_diffusers(shapes):
 
 def test_recommended_settings_differ_from_the_paper(shapes):
     rec = json.loads((BUNDLED_MODELS['shapes'] / SETTINGS_FILE).read_text())
+    presets = rec.pop('presets', {})
+    assert set(presets) <= set(imagic.core.PRESETS)  # a model only adjusts the named presets
     s = imagic.Settings.for_model(shapes)
     assert all(getattr(s, k) == (tuple(v) if isinstance(v, list) else v) for k, v in rec.items())
     assert s.finetune_lr != imagic.Settings().finetune_lr

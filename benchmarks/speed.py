@@ -1,0 +1,255 @@
+"""Speed and memory of Imagic, measured side by side in one run on one machine.
+
+Rows: a naive reference loop written here the way the public community pipeline works (batch 1, float32,
+full fine-tuning with Adam over every UNet weight, training noise drawn on the CPU each step, the
+unconditional embedding recomputed and one image per sampling call), and imagic's `paper` and `fast`
+presets. Columns: per stage, time per step and total time; stage 2's memory (CPU: peak RSS above the RSS
+after the pipeline is loaded; CUDA: torch.cuda.max_memory_allocated above the loaded model); then the
+η × seed sampling grid, batched against one call per image; then edit success on the bundled world's
+held-out edits (same criteria as the bundled-model issue).
+
+    python benchmarks/speed.py --quick            # a smoke check, under 10 minutes on a 2-core CPU
+    python benchmarks/speed.py                    # every step count in full, 30 held-out edits
+    python benchmarks/speed.py --sd15 --device cuda   # Stable Diffusion 1.5-sized random components, 512x512
+
+Each stage measurement runs in its own process, so that one's memory does not count against another's.
+"""
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+CONFIGS = ('naive', 'paper', 'fast')
+
+
+# ---------------------------------------------------------------- memory
+def _rss_kib(field='VmRSS'):
+    "Current (VmRSS) or peak (VmHWM) resident set size of this process, KiB (Linux)."
+    for line in Path('/proc/self/status').read_text().splitlines():
+        if line.startswith(field + ':'): return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _reset_peak(device):
+    if device.type == 'cuda': torch.cuda.synchronize(); torch.cuda.reset_peak_memory_stats()
+    else:
+        try: Path('/proc/self/clear_refs').write_text('5')  # reset VmHWM to the current RSS
+        except OSError: pass
+
+
+def _peak_above(device, base):
+    "Peak memory since `_reset_peak`, above `base`, in MiB."
+    if device.type == 'cuda': torch.cuda.synchronize(); return (torch.cuda.max_memory_allocated() - base) / 2**20
+    return (_rss_kib('VmHWM') - base) / 1024
+
+
+def _base(device):
+    return torch.cuda.memory_allocated() if device.type == 'cuda' else _rss_kib('VmRSS')
+
+
+# ---------------------------------------------------------------- the pipeline
+def load(args):
+    import imagic
+    device = torch.device(args.device)
+    if args.sd15:  # random weights of Stable Diffusion 1.5's shapes: timing and memory only
+        pipe = sd15_random(device, torch.float16 if device.type == 'cuda' else torch.float32)
+    else:
+        pipe = imagic.load_pipeline(args.model, device=device)
+    return pipe
+
+
+def sd15_random(device, dtype):
+    "A pipeline with Stable Diffusion 1.5's architecture (860 M-parameter UNet, 512x512) and random weights."
+    import tempfile
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from imagic.testing import write_clip_tokenizer
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=64, cross_attention_dim=768, attention_head_dim=8)  # the defaults are SD 1.x's blocks
+    vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=('DownEncoderBlock2D',) * 4,
+                        up_block_types=('UpDecoderBlock2D',) * 4, layers_per_block=2, latent_channels=4, sample_size=512)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                        num_attention_heads=12, max_position_embeddings=77))
+    with tempfile.TemporaryDirectory() as d: tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(d))
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear', clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, unet=unet, text_encoder=text, tokenizer=tok, scheduler=sched, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    for m in (pipe.unet, pipe.vae, pipe.text_encoder): m.requires_grad_(False); m.eval()
+    return pipe.to(device, dtype)
+
+
+def settings_for(pipe, config, args):
+    from imagic.core import Settings
+    name = 'paper' if config == 'naive' else config
+    return Settings.for_model(None if args.sd15 else args.model, preset=name)
+
+
+# ---------------------------------------------------------------- the naive reference
+def naive_stage(pipe, latents, emb0, steps, lr, stage):
+    "The community pipeline's loop: batch 1, float32, noise drawn on the CPU every step, Adam over everything that trains."
+    dev = pipe.unet.device
+    if stage == 1:
+        unet = pipe.unet
+        emb = emb0.detach().float().clone().requires_grad_(True); params = [emb]
+    else:
+        unet = torch.nn.Module.to(copy.deepcopy(pipe.unet), dtype=torch.float32); unet.train(); unet.requires_grad_(True)
+        emb = emb0.detach().float(); params = list(unet.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    T = pipe.scheduler.config.num_train_timesteps
+    lat = latents.float()
+    for _ in range(steps):
+        noise = torch.randn(lat.shape).to(dev)
+        t = torch.randint(0, T, (1,)).to(dev)
+        x_t = pipe.scheduler.add_noise(lat, noise, t)
+        pred = unet(x_t.to(unet.dtype), t, encoder_hidden_states=emb.to(unet.dtype)).sample
+        loss = F.mse_loss(pred.float(), noise)
+        opt.zero_grad(); loss.backward(); opt.step()
+    return unet
+
+
+def naive_sample(pipe, emb, seed, steps, guidance):
+    "One image per call, the unconditional embedding encoded again each time."
+    from diffusers import DDIMScheduler
+    from imagic.core import encode_text
+    dev, dt = pipe.unet.device, pipe.unet.dtype
+    uncond = encode_text(pipe, '').to(dev, dt)
+    sched = DDIMScheduler.from_config(pipe.scheduler.config); sched.set_timesteps(steps, device=dev)
+    c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
+    x = torch.randn((1, c, s, s), generator=torch.Generator('cpu').manual_seed(seed)).to(dev) * sched.init_noise_sigma
+    with torch.no_grad():
+        for t in sched.timesteps:
+            inp = sched.scale_model_input(torch.cat([x, x]), t).to(dt)
+            pu, pc = pipe.unet(inp, t, encoder_hidden_states=torch.cat([uncond, emb.to(dev, dt)])).sample.float().chunk(2)
+            x = sched.step(pu + guidance * (pc - pu), t, x).prev_sample
+    return x
+
+
+# ---------------------------------------------------------------- one measurement (in its own process)
+def worker(args):
+    from imagic.core import encode_image, encode_text
+    from imagic.stages import finetune, optimize_embedding
+    pipe = load(args)
+    device = pipe.unet.device
+    s = settings_for(pipe, args.config, args)
+    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    x = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
+    latents = encode_image(pipe, x).float()
+    e = encode_text(pipe, 'a blue circle on a white background').float()
+    steps = args.steps if args.steps else (s.embed_steps if args.stage == 1 else s.finetune_steps)
+    lr = s.embed_lr if args.stage == 1 else s.finetune_lr
+    warm = 2
+    def run(n):
+        if args.config == 'naive': return naive_stage(pipe, latents, e, n, lr, args.stage)
+        if args.stage == 1:
+            return optimize_embedding(pipe, latents, e, steps=n, lr=lr, progress=False, batch_size=s.embed_batch,
+                                      mixed_precision=s.mixed_precision)
+        return finetune(pipe, latents, e, steps=n, lr=lr, progress=False, batch_size=s.finetune_batch,
+                        method=s.finetune_method, lora_rank=s.lora_rank, gradient_checkpointing=s.gradient_checkpointing,
+                        mixed_precision=s.mixed_precision)
+    run(warm)  # allocator and kernels warmed up
+    if device.type == 'cuda': torch.cuda.empty_cache()
+    base = _base(device); _reset_peak(device)
+    t0 = time.perf_counter(); run(steps)
+    if device.type == 'cuda': torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    print(json.dumps(dict(config=args.config, stage=args.stage, steps=steps, full_steps=s.embed_steps if args.stage == 1 else s.finetune_steps,
+                          batch=1 if args.config == 'naive' else (s.embed_batch if args.stage == 1 else s.finetune_batch),
+                          s_per_step=dt / steps, peak_mib=_peak_above(device, base))))
+
+
+def measure(args, config, stage, steps):
+    cmd = [sys.executable, __file__, '--worker', '--config', config, '--stage', str(stage), '--device', args.device,
+           '--model', args.model] + (['--sd15'] if args.sd15 else []) + (['--steps', str(steps)] if steps else [])
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode: sys.exit(f'worker failed: {" ".join(cmd)}\n{r.stderr[-3000:]}')
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------- sampling grid
+def sampling(args, pipe):
+    from imagic.core import encode_text
+    from imagic.stages import generate_latents
+    etas, seeds = [i / 10 for i in range(11)], [0, 1, 2, 3]
+    a, b = encode_text(pipe, 'a red circle on a white background'), encode_text(pipe, 'a blue circle on a white background')
+    embs = [eta * b + (1 - eta) * a for eta in etas]
+    steps = 10 if args.quick else 50
+    t0 = time.perf_counter()
+    batched = generate_latents(pipe, embs, seeds, guidance_scale=5.0, steps=steps, batch_size=args.sample_batch, progress=False)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    one = [naive_sample(pipe, e, s, steps, 5.0) for e in embs for s in seeds]
+    t_naive = time.perf_counter() - t0
+    err = (torch.cat(one) - batched).abs().max().item()
+    return dict(images=len(one), steps=steps, batched_s=t_batched, one_by_one_s=t_naive, speedup=t_naive / t_batched, max_diff=err)
+
+
+# ---------------------------------------------------------------- quality
+def quality(args, pipe, config, n):
+    from imagic.world_eval import heldout_edits, run_edits, success_rates
+    s = settings_for(pipe, config, args)
+    if args.quick: s = s.replace(sample_steps=25)
+    recs = run_edits(pipe, heldout_edits(30)[:n] if n < 30 else heldout_edits(n), s, etas=s.etas, seeds=s.seeds,
+                     ablation=False, progress=False)
+    eta = s.etas[len(s.etas) // 2]
+    return dict(config=config, edits=n, eta=eta, fit_s=sum(r['fit_s'] for r in recs) / n, **success_rates(recs, eta))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--quick', action='store_true', help='few steps per stage (totals extrapolated), 2 edits per preset: a smoke check')
+    ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    ap.add_argument('--model', default='shapes')
+    ap.add_argument('--sd15', action='store_true', help='Stable Diffusion 1.5-sized random components at 512x512 (speed and memory only)')
+    ap.add_argument('--edits', type=int, default=None, help='held-out edits per preset for quality (default: 2 quick, 30 full)')
+    ap.add_argument('--sample-batch', type=int, default=None, help='images per denoising batch in the grid (default: all)')
+    ap.add_argument('--json', default=None, help='also write the figures to this JSON file')
+    ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--config', default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--stage', type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--steps', type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker: return worker(args)
+    device = torch.device(args.device)
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads'
+    print(f'# imagic speed benchmark — {"SD 1.5-sized random components" if args.sd15 else args.model} on {name}; torch {torch.__version__}')
+    print(f'# mode: {"quick (time per step from a few steps, totals = steps x time per step)" if args.quick else "full"}\n')
+    out = dict(device=name, model='sd15-random' if args.sd15 else args.model, quick=args.quick, stages=[], sampling=None, quality=[])
+    probe = 10 if args.quick else None
+    print(f"| config | stage | batch | steps | s/step | total s | stage-2 peak MiB |\n|---|---|---|---|---|---|---|")
+    totals = {}
+    for config in CONFIGS:
+        for stage in (1, 2):
+            m = measure(args, config, stage, probe)
+            total = m['s_per_step'] * m['full_steps']
+            totals[config] = totals.get(config, 0) + total
+            out['stages'].append({**m, 'total_s': total})
+            mem = f"{m['peak_mib']:.0f}" if stage == 2 else '—'
+            print(f"| {config} | {stage} | {m['batch']} | {m['full_steps']} | {m['s_per_step'] * 1000:.1f} ms | {total:.1f} | {mem} |", flush=True)
+    mem = {m['config']: m['peak_mib'] for m in out['stages'] if m['stage'] == 2}
+    print(f"\nstages 1+2 end to end: " + ', '.join(f'{c} {t:.0f} s' for c, t in totals.items())
+          + f"; fast is {totals['paper'] / totals['fast']:.1f}x faster than paper, {totals['naive'] / totals['fast']:.1f}x than naive")
+    print(f"stage-2 memory: fast {mem['fast']:.0f} MiB = {mem['fast'] / mem['paper']:.2f} of full fine-tuning (paper preset)")
+    pipe = load(args)
+    smp = sampling(args, pipe); out['sampling'] = smp
+    print(f"\nsampling an 11 η x 4 seed grid ({smp['steps']} DDIM steps): one batched loop {smp['batched_s']:.1f} s, "
+          f"44 one-image calls {smp['one_by_one_s']:.1f} s: {smp['speedup']:.1f}x (largest latent difference {smp['max_diff']:.1e})")
+    if not args.sd15:
+        n = args.edits or (2 if args.quick else 30)
+        print(f"\n| preset | held-out edits | η | fit s/edit | attribute | layout | both |\n|---|---|---|---|---|---|---|")
+        for config in ('paper', 'fast'):
+            q = quality(args, pipe, config, n); out['quality'].append(q)
+            print(f"| {config} | {q['edits']} | {q['eta']} | {q['fit_s']:.1f} | {q['attr']:.0%} | {q['layout']:.0%} | {q['both']:.0%} |", flush=True)
+    if args.json: Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,67 @@
+"""The speed and memory levers of stages 1-2 and the named presets: each still edits correctly on the bundled model."""
+import pytest
+import torch
+
+import imagic
+from imagic.core import PRESETS, Settings
+from imagic.world import Scene, render
+from imagic.world_eval import Edit, judge
+
+
+@pytest.fixture(scope='module')
+def shapes():
+    return imagic.load_pipeline('shapes', device='cpu')
+
+
+SRC = Scene('square', 'red', 'white', 0.35, 0.6, 0.32)
+EDIT = Edit(SRC, Scene('square', 'blue', 'white', 0.35, 0.6, 0.32), 'colour')
+
+
+def _edit_succeeds(pipe, settings):
+    editor = imagic.Imagic(pipe, settings)
+    editor.fit(torch.from_numpy(render(SRC, 32)).permute(2, 0, 1).float() / 255, EDIT.text, progress=False)
+    assert editor.state.unet_weights, 'stage 2 changed nothing'
+    eta = settings.etas[len(settings.etas) // 2]
+    ims = editor.edit(eta, progress=False)[eta]
+    verdicts = [judge(EDIT, im) for im in ims.values()]
+    assert any(v['both'] for v in verdicts), verdicts
+    return editor
+
+
+# LoRA is not in this list: on the bundled model, adapters on the attention projections do not yet edit reliably
+# (validation sweep in nbs/08: 22-56% of edits succeed); its structural checks are below and in nbs/02.
+LORA = dict(finetune_method='lora', lora_rank=8, finetune_lr=1e-3, finetune_steps=400)
+LEVERS = {  # fewer fine-tuning steps than recommended where that still edits (validation sweep in nbs/08), to keep CI short
+    'several samples per step': dict(finetune_batch=4, finetune_steps=200),
+    'gradient checkpointing': dict(gradient_checkpointing=True, finetune_steps=400),
+    'bf16 autocast': dict(mixed_precision='bf16', finetune_steps=400),
+}
+
+
+@pytest.mark.parametrize('name', list(LEVERS))
+def test_each_lever_still_edits(shapes, name):
+    _edit_succeeds(shapes, Settings.for_model(shapes, **LEVERS[name]))
+
+
+def test_lora_changes_only_attention_projections(shapes):
+    s = Settings.for_model(shapes, **{**LORA, 'embed_steps': 5, 'finetune_steps': 5})
+    editor = imagic.Imagic(shapes, s)
+    editor.fit(torch.from_numpy(render(SRC, 32)).permute(2, 0, 1).float() / 255, EDIT.text, progress=False)
+    keys = list(editor.state.unet_weights)
+    assert keys and all(any(f'.{t}.' in k for t in ('to_q', 'to_k', 'to_v', 'to_out.0')) for k in keys), keys[:5]
+
+
+def test_fast_preset_edits(shapes):
+    s = Settings.for_model(shapes, preset='fast')  # the model's own 'fast' (fewer full fine-tuning steps) overrides the generic one
+    assert s.finetune_steps < Settings.for_model(shapes).finetune_steps
+    _edit_succeeds(shapes, s)
+
+
+def test_presets_compose_with_the_model_and_the_caller(shapes):
+    paper = Settings.for_model(shapes, preset='paper')
+    assert (paper.embed_steps, paper.finetune_steps, paper.finetune_batch, paper.finetune_method) == (1000, 1500, 1, 'full')
+    assert paper.guidance_scale == Settings.for_model(shapes).guidance_scale  # the model's stage-3 settings stay
+    assert Settings.for_model(shapes, preset='paper', embed_steps=7).embed_steps == 7  # the caller wins
+    with pytest.raises(ValueError, match='unknown preset'):
+        Settings.for_model(shapes, preset='turbo')
+    assert Settings.for_model(None, preset='paper').finetune_lr == 5e-7  # no model: the paper's own learning rates
