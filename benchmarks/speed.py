@@ -155,9 +155,8 @@ def worker(args):
         return finetune(pipe, latents, e, steps=n, lr=lr, progress=False, batch_size=s.finetune_batch,
                         method=s.finetune_method, lora_rank=s.lora_rank, gradient_checkpointing=s.gradient_checkpointing,
                         mixed_precision=s.mixed_precision)
-    run(warm)  # allocator and kernels warmed up
-    if device.type == 'cuda': torch.cuda.empty_cache()
-    base = _base(device); _reset_peak(device)
+    base = _base(device); _reset_peak(device)  # before any training memory: the allocator keeps what it frees
+    run(warm)  # kernels warmed up
     t0 = time.perf_counter(); run(steps)
     if device.type == 'cuda': torch.cuda.synchronize()
     dt = time.perf_counter() - t0
