@@ -223,7 +223,7 @@ def main():
     print(f'# mode: {"quick (time per step from a few steps, totals = steps x time per step)" if args.quick else "full"}\n')
     out = dict(device=name, model='sd15-random' if args.sd15 else args.model, quick=args.quick, stages=[], sampling=None, quality=[])
     probe = 10 if args.quick else None
-    print(f"| config | stage | batch | steps | s/step | total s | stage-2 peak MiB |\n|---|---|---|---|---|---|---|")
+    print("| config | stage | batch | steps | s/step | total s | stage-2 peak MiB |\n|---|---|---|---|---|---|---|")
     totals = {}
     for config in CONFIGS:
         for stage in (1, 2):
@@ -234,7 +234,7 @@ def main():
             mem = f"{m['peak_mib']:.0f}" if stage == 2 else '—'
             print(f"| {config} | {stage} | {m['batch']} | {m['full_steps']} | {m['s_per_step'] * 1000:.1f} ms | {total:.1f} | {mem} |", flush=True)
     mem = {m['config']: m['peak_mib'] for m in out['stages'] if m['stage'] == 2}
-    print(f"\nstages 1+2 end to end: " + ', '.join(f'{c} {t:.0f} s' for c, t in totals.items())
+    print("\nstages 1+2 end to end: " + ', '.join(f'{c} {t:.0f} s' for c, t in totals.items())
           + f"; fast is {totals['paper'] / totals['fast']:.1f}x faster than paper, {totals['naive'] / totals['fast']:.1f}x than naive")
     print(f"stage-2 memory: fast {mem['fast']:.0f} MiB = {mem['fast'] / mem['paper']:.2f} of full fine-tuning (paper preset)")
     pipe = load(args)
@@ -243,7 +243,7 @@ def main():
           f"44 one-image calls {smp['one_by_one_s']:.1f} s: {smp['speedup']:.1f}x (largest latent difference {smp['max_diff']:.1e})")
     if not args.sd15:
         n = args.edits or (2 if args.quick else 30)
-        print(f"\n| preset | held-out edits | η | fit s/edit | attribute | layout | both |\n|---|---|---|---|---|---|---|")
+        print("\n| preset | held-out edits | η | fit s/edit | attribute | layout | both |\n|---|---|---|---|---|---|---|")
         for config in ('paper', 'fast'):
             q = quality(args, pipe, config, n); out['quality'].append(q)
             print(f"| {config} | {q['edits']} | {q['eta']} | {q['fit_s']:.1f} | {q['attr']:.0%} | {q['layout']:.0%} | {q['both']:.0%} |", flush=True)

@@ -17,11 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .core import Settings, encode_image, encode_text, image_size, load_image, open_image, restore_aspect
+from .core import Settings, atomic_write, encode_image, encode_text, image_size, load_image, open_image, restore_aspect
 from .stages import fit_stages, generate, interpolate
-from .state import atomic_write
 
 # %% ../nbs/12_bench.ipynb 6
 @dataclass(frozen=True)
@@ -96,9 +94,9 @@ class _ImageCache:
     def __init__(self, pipe, folder, fit): self.pipe, self.folder, self.fit, self.cache = pipe, Path(folder), fit, {}
     def __call__(self, name):
         if name not in self.cache:
-            path = self.folder / 'originals' / name
-            x = load_image(path, image_size(self.pipe), fit=self.fit)
-            self.cache = {name: (x, encode_image(self.pipe, x), open_image(path).size)}  # keep one: items are grouped by image
+            img = open_image(self.folder / 'originals' / name)
+            x = load_image(img, image_size(self.pipe), fit=self.fit)
+            self.cache = {name: (x, encode_image(self.pipe, x), img.size)}  # keep one: items are grouped by image
         return self.cache[name]
 
 def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip_model:str='shapes',

@@ -17,9 +17,9 @@ import warnings
 from pathlib import Path
 
 import imagic
-from .core import FITS, PRESETS, Settings, check_eta, image_size, load_image, open_image, restore_aspect
+from .core import FITS, PRESETS, Settings, atomic_write, image_size, load_image, open_image, restore_aspect
 from .stages import Checkpoint
-from .state import Imagic, ImagicState, atomic_write
+from .state import Imagic, ImagicState
 
 # %% ../nbs/13_cli.ipynb 6
 class UsageError(Exception):
@@ -150,14 +150,16 @@ def _load_model(args):
 def _progress(args) -> bool: return not args.quiet and sys.stderr.isatty()
 
 # %% ../nbs/13_cli.ipynb 12
-def _check_image(path) -> tuple:
-    try: return open_image(path).size
+def _open_image(path):
+    "The input, opened once (upright RGB), or a UsageError naming what is wrong with it."
+    try: return open_image(path)
     except (FileNotFoundError, ValueError) as e: raise UsageError(str(e)) from None
 
 def cmd_edit(args) -> int:
     "Fit (or load) and sample one edit; write PNGs, the state and edit.json."
     if not args.text.strip(): raise UsageError("the target text is empty")
-    input_size = _check_image(args.image)
+    img = _open_image(args.image)
+    input_size = img.size
     if args.load_state and args.resume: raise UsageError("--resume continues a fit; it cannot be combined with --load-state")
     state = None
     if args.load_state:
@@ -165,7 +167,7 @@ def cmd_edit(args) -> int:
         except (FileNotFoundError, ValueError) as e: raise UsageError(str(e)) from None
     pipe = _load_model(args)
     settings = _settings(args, pipe)
-    x = load_image(args.image, image_size(pipe), fit=args.fit)
+    x = load_image(img, image_size(pipe), fit=args.fit)
     if state is not None:
         try: state.check_model(pipe); state.check_image(x)
         except ValueError as e: raise UsageError(f"{args.load_state}: {e}") from None

@@ -7,14 +7,16 @@ __all__ = ['PACKAGE_DIR', 'BUNDLED_MODELS', 'SETTINGS_FILE', 'PRESETS', 'MIN_IMA
            'resolve_model', 'load_pipeline', 'image_size', 'Settings', 'check_eta', 'recommended_settings',
            'open_image', 'center_crop', 'pil_to_tensor', 'pad_square', 'load_image', 'restore_aspect', 'encode_image',
            'decode_latents', 'to_pil', 'encode_text', 'make_generator', 'draw_noise', 'diffusion_loss',
-           'evaluation_loss']
+           'evaluation_loss', 'atomic_write']
 
 # %% ../nbs/01_core.ipynb 3
 import dataclasses
 import json
 import math
+import os
+import tempfile
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -350,3 +352,16 @@ def evaluation_loss(pipe, latents, embedding, unet=None, n:int=16, seed:int=1234
     with torch.no_grad():
         return diffusion_loss(unet, pipe.scheduler, latents, embedding.to(latents.device),
                               noise.to(latents.device), t.to(latents.device)).item()
+
+# %% ../nbs/01_core.ipynb 33
+def atomic_write(path, write):
+    "Call `write(tmp_path)` then rename the temporary file to `path`: readers never see a partial file."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        write(tmp); os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp): os.unlink(tmp)
+        raise
+    return path

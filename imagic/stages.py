@@ -12,8 +12,6 @@ import copy
 import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .core import (Settings, check_eta, decode_latents, diffusion_loss, draw_noise, encode_text,
+from .core import (Settings, atomic_write, check_eta, decode_latents, diffusion_loss, draw_noise, encode_text,
                          make_generator, to_pil)
 
 # %% ../nbs/02_stages.ipynb 8
@@ -179,13 +177,7 @@ class Checkpoint:
         tensors['generator'] = generator.get_state()
         tensors['losses'] = torch.tensor(losses, dtype=torch.float64)
         meta = dict(key=key, step=str(step), scaler=json.dumps(scaler.state_dict() if scaler is not None else {}))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix='.' + self.path.name, suffix='.tmp'); os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, self.path)
-        finally:
-            if os.path.exists(tmp): os.unlink(tmp)
+        atomic_write(self.path, lambda tmp: save_file(tensors, tmp, metadata=meta))
 
     def saved_step(self) -> int:
         "How many steps the saved progress holds (0 when there is none), whatever it was saved for."

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import imagic
-from imagic.core import PRESETS, Settings
+from imagic.core import Settings
 from imagic.world import Scene, render
 from imagic.world_eval import Edit, judge
 
