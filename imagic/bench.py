@@ -110,7 +110,8 @@ def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip
     t1 = time.perf_counter()
     etas, seeds = list(settings.etas), list(settings.seeds)
     grid = generate(pipe, [interpolate(e_tgt, e_opt, eta) for eta in etas], seeds, unet=unet,
-                    guidance_scale=settings.guidance_scale, steps=settings.sample_steps, progress=progress)
+                    guidance_scale=settings.guidance_scale, steps=settings.sample_steps, progress=progress,
+                    mixed_precision=settings.sample_precision)
     t2 = time.perf_counter()
     ims = [im for row in grid for im in row]
     clip = clip_score(ims, item.target_text, clip_model, clip_pretrained).tolist()

@@ -57,7 +57,9 @@ _SETTING_OPTS = [  # (flag, Settings field, type, help)
     ('--finetune-batch', 'finetune_batch', _nonneg_int, 'stage 2 (noise, timestep) samples per step'),
     ('--method', 'finetune_method', str, "stage 2: 'full' (every UNet weight, the paper) or 'lora'"),
     ('--lora-rank', 'lora_rank', _nonneg_int, 'LoRA rank (with --method lora)'),
+    ('--lora-targets', 'lora_targets', str, "LoRA layers (with --method lora): attention or all"),
     ('--mixed-precision', 'mixed_precision', str, "stages 1-2: no, bf16, fp16 (CUDA) or auto"),
+    ('--sample-precision', 'sample_precision', str, "stage 3: no, bf16, fp16 (CUDA) or auto"),
     ('--guidance', 'guidance_scale', _pos_float, 'classifier-free guidance scale'),
     ('--sample-steps', 'sample_steps', _nonneg_int, 'DDIM sampling steps'),
     ('--train-seed', 'seed', _nonneg_int, 'seed of the training noise of stages 1-2'),
@@ -149,7 +151,7 @@ def _load_model(args):
 
 def _progress(args) -> bool: return not args.quiet and sys.stderr.isatty()
 
-# %% ../nbs/13_cli.ipynb 12
+# %% ../nbs/13_cli.ipynb 14
 def _open_image(path):
     "The input, opened once (upright RGB), or a UsageError naming what is wrong with it."
     try: return open_image(path)
@@ -209,7 +211,7 @@ def cmd_edit(args) -> int:
     _say(args, f"imagic: {len(files)} edit(s) in {out} ({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})")
     return 0
 
-# %% ../nbs/13_cli.ipynb 14
+# %% ../nbs/13_cli.ipynb 16
 def _distributed():
     "accelerate's PartialState when launched by `accelerate launch` (or torchrun); None for a plain run."
     if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return None
@@ -243,7 +245,7 @@ def cmd_bench(args) -> int:
             for r in summary['table']: print(f"{r['eta']:5.2f} {r['clip']:7.2f} {r['fidelity']:8.3f} {r['n']:4d}")
     return 0
 
-# %% ../nbs/13_cli.ipynb 16
+# %% ../nbs/13_cli.ipynb 18
 def main(argv=None) -> int:
     "The `imagic` console script (also `python -m imagic`)."
     args = build_parser().parse_args(argv)

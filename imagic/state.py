@@ -186,7 +186,7 @@ def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None
     grid = generate(self.pipe, self.embeddings(etas), seeds, unet=unet,
                     guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
                     steps=s.sample_steps if steps is None else steps, batch_size=batch_size, progress=progress,
-                    callback=callback)
+                    callback=callback, mixed_precision=s.sample_precision)
     return {eta: dict(zip(seeds, row)) for eta, row in zip(etas, grid)}
 
 Imagic.unet = property(_unet)

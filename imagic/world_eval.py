@@ -98,7 +98,7 @@ def run_edits(pipe, edits, settings:Settings, etas=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9
         for model, u in [('finetuned', unet)] + ([('pretrained', pipe.unet)] if ablation else []):
             t1 = time.perf_counter()
             grid = generate(pipe, embs, list(seeds), unet=u, guidance_scale=settings.guidance_scale,
-                            steps=settings.sample_steps, progress=False)
+                            steps=settings.sample_steps, mixed_precision=settings.sample_precision, progress=False)
             rec[f'{model}_sample_s'] = time.perf_counter() - t1
             for eta, row in zip(etas, grid):
                 for seed, im in zip(seeds, row):
