@@ -181,25 +181,76 @@ def sampling(args, pipe):
     a, b = encode_text(pipe, 'a red circle on a white background'), encode_text(pipe, 'a blue circle on a white background')
     embs = [eta * b + (1 - eta) * a for eta in etas]
     steps = 10 if args.quick else 50
+    def grid(precision):
+        t0 = time.perf_counter()
+        lat = generate_latents(pipe, embs, seeds, guidance_scale=5.0, steps=steps, batch_size=args.sample_batch,
+                               progress=False, mixed_precision=precision)
+        return lat, time.perf_counter() - t0
+    grid('no')  # warm-up
+    batched, t_batched = grid('no')
+    low = args.sample_precision if args.sample_precision != 'no' else None
+    if low: batched_low, t_low = grid(low)
     t0 = time.perf_counter()
-    batched = generate_latents(pipe, embs, seeds, guidance_scale=5.0, steps=steps, batch_size=args.sample_batch, progress=False)
-    t_batched = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    one = [naive_sample(pipe, e, s, steps, 5.0) for e in embs for s in seeds]
+    one = torch.cat([naive_sample(pipe, e, s, steps, 5.0) for e in embs for s in seeds])
     t_naive = time.perf_counter() - t0
-    err = (torch.cat(one) - batched).abs().max().item()
-    return dict(images=len(one), steps=steps, batched_s=t_batched, one_by_one_s=t_naive, speedup=t_naive / t_batched, max_diff=err)
+    out = dict(images=len(one), steps=steps, batched_s=t_batched, one_by_one_s=t_naive, speedup=t_naive / t_batched,
+               max_diff=(one - batched).abs().max().item())
+    if low: out.update(precision=low, batched_low_s=t_low, speedup_low=t_naive / t_low, max_diff_low=(one - batched_low).abs().max().item(),
+                       mean_diff_low=(one - batched_low).abs().mean().item(), latent_scale=one.abs().max().item())
+    return out
 
 
 # ---------------------------------------------------------------- quality
-def quality(args, pipe, config, n):
-    from imagic.world_eval import heldout_edits, run_edits, success_rates
-    s = settings_for(pipe, config, args)
-    if args.quick: s = s.replace(sample_steps=25)
-    recs = run_edits(pipe, heldout_edits(30)[:n] if n < 30 else heldout_edits(n), s, etas=s.etas, seeds=s.seeds,
-                     ablation=False, progress=False)
-    eta = s.etas[len(s.etas) // 2]
-    return dict(config=config, edits=n, eta=eta, fit_s=sum(r['fit_s'] for r in recs) / n, **success_rates(recs, eta))
+def quality_settings(args, config):
+    s = settings_for(None, config, args)
+    return s.replace(sample_steps=25) if args.quick else s
+
+
+def quality_worker(args):
+    "Fit and judge held-out edits `args.edit_ids` with one preset; one JSON line per edit, appended to `args.records`."
+    from imagic.world_eval import heldout_edits, run_edits
+    import imagic
+    pipe = imagic.load_pipeline(args.model, device=args.device)
+    s = quality_settings(args, args.config)
+    edits = heldout_edits(args.edits)  # the first n of the held-out stream, as in the bundled-model issue
+    for i in (int(k) for k in args.edit_ids.split(',')):
+        r = run_edits(pipe, [edits[i]], s, etas=s.etas, seeds=s.seeds, ablation=False, progress=False)[0]
+        line = dict(config=args.config, edit=i, fit_s=r['fit_s'], judged=[[*k, v['attr'], v['layout'], v['both']] for k, v in r['judged'].items()])
+        with open(args.records, 'a') as f: f.write(json.dumps(line) + '\n')
+
+
+def _done_records(path, config):
+    recs = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try: r = json.loads(line)
+            except json.JSONDecodeError: continue  # a line cut by an interruption: that edit runs again
+            if r['config'] == config: recs[r['edit']] = r
+    return recs
+
+
+def quality(args, config, n):
+    """Edit success of `config` on the first `n` held-out edits, judged as in the bundled-model issue. The edits are
+    shared among `args.jobs` worker processes (one thread each when there are several); records already in
+    `args.records` from an interrupted run are reused."""
+    from imagic.world_eval import success_rates
+    path = Path(args.records)
+    todo = [i for i in range(n) if i not in _done_records(path, config)]
+    procs = []
+    for j in range(min(args.jobs, len(todo))):
+        ids = ','.join(str(i) for i in todo[j::args.jobs])
+        cmd = [sys.executable, __file__, '--quality-worker', '--config', config, '--edit-ids', ids, '--records', str(path),
+               '--device', args.device, '--model', args.model, '--edits', str(n)] + (['--quick'] if args.quick else [])
+        env = {**os.environ, **({'OMP_NUM_THREADS': '1'} if args.jobs > 1 else {})}
+        procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
+    for p in procs:
+        err = p.communicate()[1]
+        if p.returncode: sys.exit(f'quality worker failed ({config}):\n{err[-3000:]}')
+    recs = [dict(fit_s=r['fit_s'], judged={(m, e, sd): dict(attr=a, layout=l, both=b) for m, e, sd, a, l, b in r['judged']})
+            for i, r in sorted(_done_records(path, config).items()) if i < n]
+    s = quality_settings(args, config)
+    return dict(config=config, edits=len(recs), fit_s=sum(r['fit_s'] for r in recs) / len(recs),
+                rates={str(eta): success_rates(recs, eta) for eta in s.etas})
 
 
 def main():
@@ -208,15 +259,23 @@ def main():
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     ap.add_argument('--model', default='shapes')
     ap.add_argument('--sd15', action='store_true', help='Stable Diffusion 1.5-sized random components at 512x512 (speed and memory only)')
-    ap.add_argument('--edits', type=int, default=None, help='held-out edits per preset for quality (default: 2 quick, 30 full)')
+    ap.add_argument('--edits', type=int, default=0, help='held-out edits per preset for quality (default: 2 quick, 30 full)')
     ap.add_argument('--sample-batch', type=int, default=None, help='images per denoising batch in the grid (default: all)')
+    ap.add_argument('--sample-precision', default='bf16', choices=('no', 'bf16', 'fp16'),
+                    help='also time the batched grid with this autocast (default bf16; no: skip)')
+    ap.add_argument('--jobs', type=int, default=1, help='worker processes for the quality edits (several: one thread each)')
+    ap.add_argument('--records', default=None, help='file that keeps each judged edit, so an interrupted run resumes (default: a new temporary file)')
     ap.add_argument('--json', default=None, help='also write the figures to this JSON file')
     ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--config', default=None, help=argparse.SUPPRESS)
     ap.add_argument('--stage', type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument('--steps', type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument('--quality-worker', action='store_true', help=argparse.SUPPRESS)
+    ap.add_argument('--edit-ids', default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.jobs < 1: ap.error('--jobs must be >= 1')
     if args.worker: return worker(args)
+    if args.quality_worker: return quality_worker(args)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads'
     print(f'# imagic speed benchmark — {"SD 1.5-sized random components" if args.sd15 else args.model} on {name}; torch {torch.__version__}')
@@ -239,14 +298,23 @@ def main():
     print(f"stage-2 memory: fast {mem['fast']:.0f} MiB = {mem['fast'] / mem['paper']:.2f} of full fine-tuning (paper preset)")
     pipe = load(args)
     smp = sampling(args, pipe); out['sampling'] = smp
-    print(f"\nsampling an 11 η x 4 seed grid ({smp['steps']} DDIM steps): one batched loop {smp['batched_s']:.1f} s, "
-          f"44 one-image calls {smp['one_by_one_s']:.1f} s: {smp['speedup']:.1f}x (largest latent difference {smp['max_diff']:.1e})")
+    print(f"\nsampling an 11 η x 4 seed grid ({smp['steps']} DDIM steps): 44 one-image calls {smp['one_by_one_s']:.1f} s; "
+          f"one batched loop {smp['batched_s']:.1f} s = {smp['speedup']:.1f}x (largest latent difference {smp['max_diff']:.1e})")
+    if 'precision' in smp:
+        print(f"  batched with {smp['precision']} autocast {smp['batched_low_s']:.1f} s = {smp['speedup_low']:.1f}x "
+              f"(latent difference: largest {smp['max_diff_low']:.2f}, mean {smp['mean_diff_low']:.3f}; latents reach {smp['latent_scale']:.1f})")
     if not args.sd15:
         n = args.edits or (2 if args.quick else 30)
-        print("\n| preset | held-out edits | η | fit s/edit | attribute | layout | both |\n|---|---|---|---|---|---|---|")
+        if args.records is None:
+            import tempfile
+            args.records = str(Path(tempfile.mkdtemp(prefix='imagic-speed-')) / 'records.jsonl')
+        threads = f'{args.jobs} jobs x 1 thread' if args.jobs > 1 else f'{torch.get_num_threads()} threads'
+        print(f"\nedit success on held-out edits (records: {args.records}; fit time per edit with {threads})")
+        print("| preset | edits | fit s/edit | η | attribute | layout | both |\n|---|---|---|---|---|---|---|")
         for config in ('paper', 'fast'):
-            q = quality(args, pipe, config, n); out['quality'].append(q)
-            print(f"| {config} | {q['edits']} | {q['eta']} | {q['fit_s']:.1f} | {q['attr']:.0%} | {q['layout']:.0%} | {q['both']:.0%} |", flush=True)
+            q = quality(args, config, n); out['quality'].append(q)
+            for eta, r in q['rates'].items():
+                print(f"| {config} | {q['edits']} | {q['fit_s']:.1f} | {eta} | {r['attr']:.0%} | {r['layout']:.0%} | {r['both']:.0%} |", flush=True)
     if args.json: Path(args.json).write_text(json.dumps(out, indent=1))
 
 
