@@ -164,9 +164,9 @@ PRESETS = {
     # the paper's recipe: its step counts, one sample per step, every UNet weight fine-tuned. Learning rates stay
     # the paper's unless the model's settings file gives its own for this preset (its "presets" entry).
     'paper': dict(embed_steps=1000, finetune_steps=1500, embed_batch=1, finetune_batch=1, finetune_method='full'),
-    # the usual fast recipe for large models: LoRA stage 2, bf16 autocast where CUDA supports it. Not yet measured on a
-    # GPU by us; a model's settings file overrides it where it does not fit (the bundled shapes model does: there LoRA
-    # on the attention projections loses the layout, and fewer full fine-tuning steps are its fast setting).
+    # the usual fast recipe for large models: LoRA on the attention projections, bf16 autocast where CUDA supports it.
+    # Not yet measured on a GPU by us; a model's settings file refines it where it does not fit (the bundled shapes
+    # model does: attention-only adapters lose its layouts, so its `fast` is LoRA rank 16 on all layers, 400 steps).
     'fast': dict(finetune_method='lora', lora_rank=4, mixed_precision='auto'),
 }
 
