@@ -5,11 +5,12 @@ full fine-tuning with Adam over every UNet weight, training noise drawn on the C
 unconditional embedding recomputed and one image per sampling call), and imagic's `paper` and `fast`
 presets. Columns: per stage, time per step and total time; stage 2's memory (CPU: peak RSS above the RSS
 after the pipeline is loaded; CUDA: torch.cuda.max_memory_allocated above the loaded model); then the
-η × seed sampling grid, batched against one call per image; then edit success on the bundled world's
-held-out edits (same criteria as the bundled-model issue).
+η × seed sampling grid, batched (float32, and under bf16 autocast) against one call per image; then edit
+success on the bundled world's held-out edits (same criteria as the bundled-model issue) for `paper`, `fast`
+and `fast` sampled under bf16 autocast.
 
     python benchmarks/speed.py --quick            # a smoke check, under 10 minutes on a 2-core CPU
-    python benchmarks/speed.py                    # every step count in full, 30 held-out edits
+    python benchmarks/speed.py --jobs 2           # every step count in full, 30 held-out edits (2 processes share them)
     python benchmarks/speed.py --sd15 --device cuda   # Stable Diffusion 1.5-sized random components, 512x512
 
 Each stage measurement runs in its own process, so that one's memory does not count against another's.
@@ -202,7 +203,10 @@ def sampling(args, pipe):
 
 # ---------------------------------------------------------------- quality
 def quality_settings(args, config):
-    s = settings_for(None, config, args)
+    "A preset's settings; 'fast+<precision>' is the fast preset sampled under that autocast."
+    preset, _, low = config.partition('+')
+    s = settings_for(None, preset, args)
+    if low: s = s.replace(sample_precision=low)
     return s.replace(sample_steps=25) if args.quick else s
 
 
@@ -219,6 +223,9 @@ def quality_worker(args):
         with open(args.records, 'a') as f: f.write(json.dumps(line) + '\n')
 
 
+def _threads_per_job(args): return max(1, (os.cpu_count() or 1) // args.jobs)
+
+
 def _done_records(path, config):
     recs = {}
     if path.exists():
@@ -231,7 +238,7 @@ def _done_records(path, config):
 
 def quality(args, config, n):
     """Edit success of `config` on the first `n` held-out edits, judged as in the bundled-model issue. The edits are
-    shared among `args.jobs` worker processes (one thread each when there are several); records already in
+    shared among `args.jobs` worker processes (the cores split evenly among them); records already in
     `args.records` from an interrupted run are reused."""
     from imagic.world_eval import success_rates
     path = Path(args.records)
@@ -241,7 +248,7 @@ def quality(args, config, n):
         ids = ','.join(str(i) for i in todo[j::args.jobs])
         cmd = [sys.executable, __file__, '--quality-worker', '--config', config, '--edit-ids', ids, '--records', str(path),
                '--device', args.device, '--model', args.model, '--edits', str(n)] + (['--quick'] if args.quick else [])
-        env = {**os.environ, **({'OMP_NUM_THREADS': '1'} if args.jobs > 1 else {})}
+        env = {**os.environ, **({'OMP_NUM_THREADS': str(_threads_per_job(args))} if args.jobs > 1 else {})}
         procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
     for p in procs:
         err = p.communicate()[1]
@@ -308,10 +315,10 @@ def main():
         if args.records is None:
             import tempfile
             args.records = str(Path(tempfile.mkdtemp(prefix='imagic-speed-')) / 'records.jsonl')
-        threads = f'{args.jobs} jobs x 1 thread' if args.jobs > 1 else f'{torch.get_num_threads()} threads'
+        threads = f'{args.jobs} jobs x {_threads_per_job(args)} thread(s)' if args.jobs > 1 else f'{torch.get_num_threads()} threads'
         print(f"\nedit success on held-out edits (records: {args.records}; fit time per edit with {threads})")
         print("| preset | edits | fit s/edit | η | attribute | layout | both |\n|---|---|---|---|---|---|---|")
-        for config in ('paper', 'fast'):
+        for config in ('paper', 'fast') + ((f'fast+{args.sample_precision}',) if args.sample_precision != 'no' else ()):
             q = quality(args, config, n); out['quality'].append(q)
             for eta, r in q['rates'].items():
                 print(f"| {config} | {q['edits']} | {q['fit_s']:.1f} | {eta} | {r['attr']:.0%} | {r['layout']:.0%} | {r['both']:.0%} |", flush=True)
