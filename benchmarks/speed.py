@@ -10,7 +10,7 @@ success on the bundled world's held-out edits (same criteria as the bundled-mode
 and `fast` sampled under bf16 autocast.
 
     python benchmarks/speed.py --quick            # a smoke check, under 10 minutes on a 2-core CPU
-    python benchmarks/speed.py --jobs 2           # every step count in full, 30 held-out edits (2 processes share them)
+    python benchmarks/speed.py                    # every step count in full, 30 held-out edits (2 processes share them)
     python benchmarks/speed.py --sd15 --device cuda   # Stable Diffusion 1.5-sized random components, 512x512
 
 Each stage measurement runs in its own process, so that one's memory does not count against another's.
@@ -270,7 +270,8 @@ def main():
     ap.add_argument('--sample-batch', type=int, default=None, help='images per denoising batch in the grid (default: all)')
     ap.add_argument('--sample-precision', default='bf16', choices=('no', 'bf16', 'fp16'),
                     help='also time the batched grid with this autocast (default bf16; no: skip)')
-    ap.add_argument('--jobs', type=int, default=1, help='worker processes for the quality edits (several: one thread each)')
+    ap.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1),
+                    help='worker processes for the quality edits, the cores split evenly among them (default: 2 where there are 2 cores)')
     ap.add_argument('--records', default=None, help='file that keeps each judged edit, so an interrupted run resumes (default: a new temporary file)')
     ap.add_argument('--json', default=None, help='also write the figures to this JSON file')
     ap.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
