@@ -88,7 +88,7 @@ def sd15_random(device, dtype):
     return pipe.to(device, dtype)
 
 
-def settings_for(pipe, config, args):
+def settings_for(config, args):
     from imagic.core import Settings
     name = 'paper' if config == 'naive' else config
     return Settings.for_model(None if args.sd15 else args.model, preset=name)
@@ -140,7 +140,7 @@ def worker(args):
     from imagic.stages import finetune, optimize_embedding
     pipe = load(args)
     device = pipe.unet.device
-    s = settings_for(pipe, args.config, args)
+    s = settings_for(args.config, args)
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     x = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
     latents = encode_image(pipe, x).float()
@@ -205,7 +205,7 @@ def sampling(args, pipe):
 def quality_settings(args, config):
     "A preset's settings; 'fast+<precision>' is the fast preset sampled under that autocast."
     preset, _, low = config.partition('+')
-    s = settings_for(None, preset, args)
+    s = settings_for(preset, args)
     if low: s = s.replace(sample_precision=low)
     return s.replace(sample_steps=25) if args.quick else s
 

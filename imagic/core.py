@@ -116,7 +116,7 @@ class Settings:
         if self.finetune_method not in ('full', 'lora'): raise ValueError(f"finetune_method must be 'full' or 'lora', got {self.finetune_method!r}")
         if self.lora_targets not in LORA_TARGET_SETS:
             raise ValueError(f"lora_targets must be one of {tuple(LORA_TARGET_SETS)}, got {self.lora_targets!r}")
-        check_precision(self.mixed_precision); check_precision(self.sample_precision)
+        check_precision(self.mixed_precision); check_precision(self.sample_precision, 'sample_precision')
         for name in ('embed_lr', 'finetune_lr', 'guidance_scale'):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
@@ -147,11 +147,10 @@ class Settings:
 
 MIXED_PRECISIONS = ('no', 'bf16', 'fp16', 'auto')
 
-def check_precision(mixed_precision:str) -> str:
-    "`mixed_precision` if it is one of `MIXED_PRECISIONS`, else a clear error."
-    if mixed_precision not in MIXED_PRECISIONS:
-        raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, got {mixed_precision!r}")
-    return mixed_precision
+def check_precision(value:str, name:str='mixed_precision') -> str:
+    "`value` if it is one of `MIXED_PRECISIONS`, else an error naming the setting `name`."
+    if value not in MIXED_PRECISIONS: raise ValueError(f"{name} must be one of {MIXED_PRECISIONS}, got {value!r}")
+    return value
 
 LORA_TARGET_SETS = {
     # the attention projections, as in diffusers' LoRA training scripts

@@ -64,8 +64,10 @@ def test_fast_preset_edits(shapes):
 def test_unknown_lora_targets_and_precisions_are_refused():
     with pytest.raises(ValueError, match='lora_targets'):
         Settings(lora_targets='convs')
-    with pytest.raises(ValueError, match='mixed_precision'):
+    with pytest.raises(ValueError, match='sample_precision'):
         Settings(sample_precision='fp8')
+    with pytest.raises(ValueError, match='mixed_precision'):
+        Settings(mixed_precision='fp8')
 
 
 def test_presets_compose_with_the_model_and_the_caller(shapes):
