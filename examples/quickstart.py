@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 import imagic
-from imagic.world import Scene, render
+from imagic.shapes_world import Scene, render
 
 
 def main(argv=None):

@@ -59,7 +59,7 @@ def read_dataset(folder) -> list:
 def write_world_dataset(folder, n_images:int=3, seed:int=10_000_103, res:int=32) -> Path:
     "A TEdBench-format folder of held-out world scenes with one or two target texts each (colour, shape or background changes)."
     from dataclasses import replace
-    from imagic.world import BACKGROUNDS, COLOURS, SHAPES, random_scene, render
+    from imagic.shapes_world import BACKGROUNDS, COLOURS, SHAPES, random_scene, render
     from PIL import Image
     folder = Path(folder); (folder / 'originals').mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -42,7 +42,7 @@ def resolve_model(model) -> str:
         path = BUNDLED_MODELS[model]
         if not (path / 'model_index.json').exists():
             raise FileNotFoundError(f"the bundled model {model!r} is missing from {path}; rebuild it with "
-                                    f"`python -m imagic.world train` or reinstall imagic")
+                                    f"`python -m imagic.shapes_world train` or reinstall imagic")
         return str(path)
     path = Path(model).expanduser()
     if path.exists():

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .core import PACKAGE_DIR
-from .world import (BACKGROUNDS, COLOURS, MODEL_RES, SHAPES, TRAIN_SEED, all_captions, make_dataset, random_scene,
+from .shapes_world import (BACKGROUNDS, COLOURS, MODEL_RES, SHAPES, TRAIN_SEED, all_captions, make_dataset, random_scene,
                           render)
 
 # %% ../nbs/07_world_clip.ipynb 5

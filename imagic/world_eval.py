@@ -17,7 +17,7 @@ from PIL import Image
 
 from .core import Settings, encode_image, encode_text, pil_to_tensor
 from .stages import fit_stages, generate, interpolate
-from .world import (BACKGROUNDS, COLOURS, HELDOUT_SEED, SHAPES, Scene, all_captions, caption, probe,
+from .shapes_world import (BACKGROUNDS, COLOURS, HELDOUT_SEED, SHAPES, Scene, all_captions, caption, probe,
                           random_scene, render)
 
 # %% ../nbs/06_world_eval.ipynb 5

@@ -4,7 +4,7 @@ import torch
 
 import imagic
 from imagic.core import Settings
-from imagic.world import Scene, render
+from imagic.shapes_world import Scene, render
 from imagic.world_eval import Edit, judge
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 import imagic
 from imagic import metrics
 from imagic.metrics import clip_score, lpips_distance, lpips_trunk_path, pick_eta, tradeoff
-from imagic.world import Scene, make_dataset, render
+from imagic.shapes_world import Scene, make_dataset, render
 
 REF = Path(__file__).resolve().parents[2] / 'shared' / 'lpips-reference'
 

@@ -11,7 +11,7 @@ import torch
 
 import imagic
 from imagic.core import BUNDLED_MODELS, SETTINGS_FILE
-from imagic.world import Scene, render
+from imagic.shapes_world import Scene, render
 from imagic.world_clip import CLIP_DIR, load_clip, zero_shot_accuracy
 from imagic.world_eval import Edit, judge, sample_quality
 

@@ -5,7 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from imagic.world import (BACKGROUNDS, COLOURS, SHAPES, Scene, all_captions, make_dataset, probe, probe_accuracy,
+from imagic.shapes_world import (BACKGROUNDS, COLOURS, SHAPES, Scene, all_captions, make_dataset, probe, probe_accuracy,
                           random_scene, render)
 from imagic.world_eval import POSITION_TOL, SIZE_TOL, Edit, heldout_edits, judge
 
