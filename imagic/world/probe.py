@@ -50,9 +50,12 @@ def classify(img:np.ndarray) -> tuple:
     bg_rgb = np.median(border, axis=0)
     pal = np.concatenate([bg_rgb[None], _FG_RGB])
     d = ((img[:, :, None, :] - pal[None, None]) ** 2).sum(-1)
-    span = _FG_RGB[d[..., 1:].argmin(-1)] - bg_rgb  # towards the nearest of the bird's colours
+    far = np.where(((_FG_RGB - bg_rgb) ** 2).sum(-1) > 60 ** 2, 0, np.inf)  # a colour like the background says nothing about coverage
+    span = _FG_RGB[(d[..., 1:] + far).argmin(-1)] - bg_rgb  # towards the nearest of the bird's colours
     cov = np.clip(((img - bg_rgb) * span).sum(-1) / np.maximum((span ** 2).sum(-1), 1e-6), 0, 1)
     cov[cov < .05] = 0  # faint noise
+    from scipy.ndimage import binary_fill_holes
+    cov[binary_fill_holes(cov >= .5) & (cov < .5)] = 1  # a patch the colour of the background is still the bird
     return _nearest(bg_rgb, BACKGROUNDS), bg_rgb, d.argmin(-1) - 1, cov
 
 # %% ../../nbs/world/01_probe.ipynb 10

@@ -5,8 +5,8 @@
 # %% auto 0
 __all__ = ['POSES', 'COLOURS', 'BACKGROUNDS', 'ACCESSORIES', 'FACINGS', 'PATCHES', 'TEXTURES', 'HAT_RGB', 'BEAK_RGB',
            'SIZE_RANGE', 'MARGIN', 'TEXTURE_PERIOD', 'TEXTURE_AMP', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'REACH', 'Scene',
-           'caption', 'all_captions', 'parts', 'extent', 'position_range', 'random_scene', 'texture_field', 'label_map',
-           'render']
+           'caption', 'all_captions', 'parse_caption', 'parts', 'extent', 'position_range', 'random_scene',
+           'texture_field', 'label_map', 'render']
 
 # %% ../../nbs/world/00_scene.ipynb 3
 import math
@@ -70,6 +70,13 @@ def caption(pose:str, colour:str, background:str, accessory:str='none') -> str:
 def all_captions() -> list:
     "Every caption of the world, in a fixed order (pose × colour × accessory × background)."
     return [caption(p, c, b, a) for p in POSES for c in COLOURS for a in ACCESSORIES for b in BACKGROUNDS]
+
+def parse_caption(text:str) -> dict:
+    "The named attributes a world caption states: {'pose', 'colour', 'background', 'accessory'}."
+    named = {caption(p, c, b, a): dict(pose=p, colour=c, background=b, accessory=a)
+             for p in POSES for c in COLOURS for a in ACCESSORIES for b in BACKGROUNDS}
+    if text not in named: raise ValueError(f"not a caption of the birds world: {text!r}")
+    return named[text]
 
 # %% ../../nbs/world/00_scene.ipynb 11
 def _head(scene):
