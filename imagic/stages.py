@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['LORA_TARGETS', 'resolve_precision', 'optimize_embedding', 'lora_target_modules', 'finetune', 'Checkpoint',
-           'fit_stages', 'interpolate', 'initial_latents', 'generate_latents', 'generate']
+           'fit_stages', 'interpolate', 'initial_latents', 'generate_latents', 'generate', 'generate_edits']
 
 # %% ../nbs/02_stages.ipynb 3
 import contextlib
@@ -20,8 +20,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .core import (LORA_TARGET_SETS, Settings, atomic_write, check_eta, check_precision, decode_latents,
-                         diffusion_loss, draw_noise, encode_text, make_generator, to_pil)
+from .core import (LORA_TARGET_SETS, Settings, TextCondition, atomic_write, check_eta, check_precision, cond_map,
+                         decode_latents, diffusion_loss, draw_noise, learned_parts, make_generator, to_pil, unconditional,
+                         unet_inputs, with_learned)
 
 # %% ../nbs/02_stages.ipynb 8
 def _progress(steps, desc, progress, start=0):
@@ -59,7 +60,8 @@ def _run_key(pipe, desc, steps, lr, batch_size, precision, latents, emb, params)
     "What a checkpoint must match to be resumed: the stage, its settings, the model, the input and the starting embedding."
     h = hashlib.sha256(repr((desc, steps, float(lr), batch_size, precision, str(getattr(pipe, 'name_or_path', '')),
                              [tuple(p.shape) for p in params])).encode())
-    for t in (latents, emb): h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    tensors = [latents] + ([emb.embeds, emb.pooled, emb.time_ids] if isinstance(emb, TextCondition) else [emb])
+    for t in tensors: h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 def _optimise(pipe, unet, latents, emb, params, steps, lr, generator, desc, progress, callback, shown,
@@ -95,7 +97,7 @@ def _optimise(pipe, unet, latents, emb, params, steps, lr, generator, desc, prog
 def optimize_embedding(
     pipe,               # a diffusers text-to-image pipeline (its UNet stays frozen)
     latents,            # the input image, encoded by `encode_image`: (1, C, h, w)
-    e_tgt,              # target text embedding, (1, T, d)
+    e_tgt,              # target text condition: an embedding (1, T, d), or an SDXL `TextCondition` (both embeddings learn)
     steps:int=1000,     # Adam steps (paper, Stable Diffusion: 1000)
     lr:float=2e-3,      # learning rate (paper: 2e-3)
     generator=None,     # torch.Generator for noise and timesteps; None: seed 0 on the pipeline's device
@@ -105,15 +107,17 @@ def optimize_embedding(
     batch_size:int=1,   # (noise, timestep) samples per step, averaged in one batched forward pass (paper: 1)
     mixed_precision:str='no', # 'no', 'bf16', 'fp16' (CUDA, with a loss scaler) or 'auto'; the embedding stays float32
     checkpoint=None,    # a `Checkpoint`: save progress there and resume from it
-)->tuple:               # (e_opt shaped like e_tgt, list of per-step losses)
-    "Stage 1: the embedding near `e_tgt` that best reconstructs `latents` with the frozen model."
+)->tuple:               # (e_opt of the same kind and shape as e_tgt, list of per-step losses)
+    "Stage 1: the text condition near `e_tgt` that best reconstructs `latents` with the frozen model."
     _check_steps(steps, lr, batch_size); _check_latents(latents)
-    if e_tgt.ndim != 3 or e_tgt.shape[0] != 1: raise ValueError(f"e_tgt must be (1, T, d), got {tuple(e_tgt.shape)}")
+    if len(e_tgt.shape) != 3 or e_tgt.shape[0] != 1: raise ValueError(f"e_tgt must be (1, T, d), got {tuple(e_tgt.shape)}")
     unet = pipe.unet
-    emb = e_tgt.detach().to(unet.device, torch.float32).clone().requires_grad_(True)
-    losses = _optimise(pipe, unet, latents, emb, [emb], steps, lr, generator, 'stage 1: embedding', progress, callback,
-                       lambda: emb.detach(), batch_size, mixed_precision, checkpoint)
-    return emb.detach().to(e_tgt.dtype).to(e_tgt.device), losses
+    params = [p.detach().to(unet.device, torch.float32).clone().requires_grad_(True) for p in learned_parts(e_tgt)]
+    emb = with_learned(cond_map(lambda t: t.to(unet.device), e_tgt), params)
+    losses = _optimise(pipe, unet, latents, emb, params, steps, lr, generator, 'stage 1: embedding', progress, callback,
+                       lambda: with_learned(emb, [p.detach() for p in params]), batch_size, mixed_precision, checkpoint)
+    done = [p.detach().to(ref.device, ref.dtype) for p, ref in zip(params, learned_parts(e_tgt))]
+    return with_learned(e_tgt, done), losses
 
 # %% ../nbs/02_stages.ipynb 14
 LORA_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out.0')  # the attention projections, as in diffusers' LoRA training scripts
@@ -161,7 +165,7 @@ def finetune(
         unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank, init_lora_weights='gaussian',
                                     target_modules=lora_target_modules(unet, lora_targets)))
     if gradient_checkpointing: unet.enable_gradient_checkpointing()
-    emb = e_opt.detach().to(unet.device, torch.float32)
+    emb = cond_map(lambda t: t.detach().to(unet.device, torch.float32), e_opt)
     params = [p for p in unet.parameters() if p.requires_grad]
     losses = _optimise(pipe, unet, latents, emb, params, steps, lr, generator, 'stage 2: fine-tune', progress, callback,
                        lambda: unet, batch_size, mixed_precision, checkpoint)
@@ -245,11 +249,11 @@ def fit_stages(
     return e_opt, unet, l1, l2
 
 # %% ../nbs/02_stages.ipynb 31
-def interpolate(e_tgt, e_opt, eta) -> torch.Tensor:
-    "ē = η·e_tgt + (1−η)·e_opt (Imagic, eq. 2); η outside [0, 1] extrapolates, with a warning."
+def interpolate(e_tgt, e_opt, eta):
+    "ē = η·e_tgt + (1−η)·e_opt (Imagic, eq. 2) — for SDXL both embeddings with the same η; η outside [0, 1] extrapolates, with a warning."
     eta = check_eta(eta)
     if e_tgt.shape != e_opt.shape: raise ValueError(f"e_tgt {tuple(e_tgt.shape)} and e_opt {tuple(e_opt.shape)} differ in shape")
-    return eta * e_tgt + (1 - eta) * e_opt
+    return cond_map(lambda a, b: eta * a + (1 - eta) * b, e_tgt, e_opt, learned_only=True)
 
 # %% ../nbs/02_stages.ipynb 34
 def initial_latents(pipe, seeds, generator_device=None) -> torch.Tensor:
@@ -259,11 +263,12 @@ def initial_latents(pipe, seeds, generator_device=None) -> torch.Tensor:
     return torch.cat([torch.randn((1, c, s, s), generator=make_generator(gdev, seed), device=gdev, dtype=torch.float32)
                       for seed in seeds])
 
-def _as_embeddings(embeddings) -> torch.Tensor:
-    if isinstance(embeddings, torch.Tensor): embeddings = [embeddings]
-    embs = [e[None] if e.ndim == 2 else e for e in embeddings]
-    if not embs or any(e.ndim != 3 for e in embs): raise ValueError("embeddings must be (N, T, d) tensors or a list of (1, T, d) tensors")
-    return torch.cat(embs)
+def _as_embeddings(embeddings):
+    "One batched condition from a condition or a list of them (SD embeddings or SDXL `TextCondition`s)."
+    if isinstance(embeddings, (torch.Tensor, TextCondition)): embeddings = [embeddings]
+    embs = [e[None] if isinstance(e, torch.Tensor) and e.ndim == 2 else e for e in embeddings]
+    if not embs or any(len(e.shape) != 3 for e in embs): raise ValueError("embeddings must be (N, T, d) tensors or a list of (1, T, d) tensors")
+    return cond_map(lambda *ts: torch.cat(ts), *embs)
 
 def _as_seeds(seeds) -> list:
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
@@ -287,12 +292,12 @@ def generate_latents(pipe, embeddings, seeds, *, unet=None, guidance_scale:float
     n, s = len(embs), len(seeds)
     if paired:
         if n != s: raise ValueError(f"paired generation needs as many seeds as embeddings, got {s} and {n}")
-        cond, start = embs.to(device, dtype), noise
+        cond, start = cond_map(lambda e: e.to(device, dtype), embs), noise
     else:
-        cond = embs.to(device, dtype).repeat_interleave(s, dim=0)  # (N*S, T, d): embedding-major
-        start = noise.repeat(n, 1, 1, 1)                           # seed-minor
+        cond = cond_map(lambda e: e.to(device, dtype).repeat_interleave(s, dim=0), embs)  # (N*S, T, d): embedding-major
+        start = noise.repeat(n, 1, 1, 1)                                                   # seed-minor
     guided = guidance_scale != 1.0
-    uncond = encode_text(pipe, '').to(device, dtype) if guided else None  # computed once per call
+    uncond = cond_map(lambda e: e.to(device, dtype), unconditional(pipe, cond)) if guided else None  # once per call
     sched = DDIMScheduler.from_config(pipe.scheduler.config)
     sched.set_timesteps(steps, device=device)
     bs = batch_size or len(cond)
@@ -300,14 +305,14 @@ def generate_latents(pipe, embeddings, seeds, *, unet=None, guidance_scale:float
     bar = tqdm(total=total, desc='stage 3: sampling', disable=not progress, leave=False, dynamic_ncols=True)
     with torch.no_grad():
         for i in range(0, len(cond), bs):
-            c = cond[i:i + bs]
+            c = cond_map(lambda e: e[i:i + bs], cond)
             x = start[i:i + bs].to(device, torch.float32) * sched.init_noise_sigma
-            ctx = torch.cat([uncond.expand(len(c), -1, -1), c]) if guided else c
+            ctx = cond_map(lambda u, e: torch.cat([u.expand(len(e), *u.shape[1:]), e]), uncond, c) if guided else c
             for t in sched.timesteps:
                 inp = torch.cat([x, x]) if guided else x
                 inp = sched.scale_model_input(inp, t).to(dtype)
                 with _autocast(device, precision):  # the UNet only: guidance and the DDIM update stay float32
-                    pred = unet(inp, t, encoder_hidden_states=ctx).sample.float()
+                    pred = unet(inp, t, **unet_inputs(ctx)).sample.float()
                 if guided:
                     pu, pc = pred.chunk(2)
                     pred = pu + guidance_scale * (pc - pu)
@@ -342,3 +347,28 @@ def generate(
     ims = [im for i in range(0, len(lat), bs) for im in to_pil(decode_latents(pipe, lat[i:i + bs]))]
     per_row = 1 if paired else len(seeds)
     return [ims[i:i + per_row] for i in range(0, len(ims), per_row)]
+
+# %% ../nbs/02_stages.ipynb 45
+def generate_edits(
+    pipe,                  # a diffusers text-to-image pipeline
+    e_tgt,                 # target text condition from `encode_text`
+    e_opt,                 # optimised condition from stage 1
+    settings:Settings,     # etas, seeds, guidance_scale, sample_steps, sample_precision
+    *,
+    unet=None,             # the fine-tuned UNet; None: `pipe.unet` (the ablation: no fine-tuning)
+    etas=None,             # override `settings.etas`
+    seeds=None,            # override `settings.seeds`
+    guidance_scale=None,   # override `settings.guidance_scale`
+    steps=None,            # override `settings.sample_steps`
+    batch_size=None,       # images per denoising batch; None: the whole grid at once
+    progress:bool=True,    # show a progress bar
+    callback=None,         # called as callback(done, total) after each denoising step
+)->list:                   # images[i][j]: PIL image for etas[i] and seeds[j]
+    "Stage 3 with `settings`: ē for every η, sampled for every seed in one batched loop."
+    s = settings
+    etas = [check_eta(e) for e in (s.etas if etas is None else etas)]
+    seeds = list(s.seeds if seeds is None else seeds)
+    return generate(pipe, [interpolate(e_tgt, e_opt, eta) for eta in etas], seeds, unet=unet,
+                    guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
+                    steps=s.sample_steps if steps is None else steps, batch_size=batch_size, progress=progress,
+                    callback=callback, mixed_precision=s.sample_precision)
