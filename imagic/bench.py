@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import Settings, atomic_write, encode_image, encode_text, image_size, load_image, open_image, restore_aspect
-from .stages import fit_stages, generate, interpolate
+from .stages import fit_stages, generate_edits
 
 # %% ../nbs/12_bench.ipynb 6
 @dataclass(frozen=True)
@@ -105,13 +105,12 @@ def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip
     from imagic.metrics import clip_score, lpips_distance
     x, lat, size = cache(item.img_name)
     t0 = time.perf_counter()
-    e_tgt = encode_text(pipe, item.target_text)
+    side = min(size) if fit == 'crop' else max(size)  # the square the model sees, before resizing (SDXL's original size)
+    e_tgt = encode_text(pipe, item.target_text, original_size=(side, side))
     e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, settings, progress=progress)
     t1 = time.perf_counter()
     etas, seeds = list(settings.etas), list(settings.seeds)
-    grid = generate(pipe, [interpolate(e_tgt, e_opt, eta) for eta in etas], seeds, unet=unet,
-                    guidance_scale=settings.guidance_scale, steps=settings.sample_steps, progress=progress,
-                    mixed_precision=settings.sample_precision)
+    grid = generate_edits(pipe, e_tgt, e_opt, settings, unet=unet, progress=progress)
     t2 = time.perf_counter()
     ims = [im for row in grid for im in row]
     clip = clip_score(ims, item.target_text, clip_model, clip_pretrained).tolist()

@@ -190,7 +190,9 @@ def cmd_edit(args) -> int:
             resumed = {n: Checkpoint(ckdir / f'{n}.safetensors').saved_step() for n in ('stage1', 'stage2')}
             _say(args, f"imagic: resuming from {ckdir}: " + ', '.join(f'{n} at step {k}' for n, k in resumed.items()))
         editor = Imagic(pipe, settings)
-        editor.fit(x, args.text, progress=progress, checkpoint_dir=ckdir, checkpoint_every=max(1, args.checkpoint_every))
+        side = min(input_size) if args.fit == 'crop' else max(input_size)  # the square before resizing (SDXL's size ids)
+        editor.fit(x, args.text, progress=progress, checkpoint_dir=ckdir, checkpoint_every=max(1, args.checkpoint_every),
+                   original_size=(side, side))
         timings['fit_s'] = time.perf_counter() - t0
         state_path = editor.save(Path(args.save_state) if args.save_state else out / 'state.safetensors')
         shutil.rmtree(ckdir, ignore_errors=True)

@@ -162,8 +162,12 @@ def finetune(
         from peft import LoraConfig
         _check_int('lora_rank', lora_rank, 1)
         unet.requires_grad_(False)
-        unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank, init_lora_weights='gaussian',
-                                    target_modules=lora_target_modules(unet, lora_targets)))
+        generator = generator if generator is not None else make_generator(unet.device)
+        seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator, device=generator.device))
+        with torch.random.fork_rng(devices=[]):  # peft draws the adapters' initial weights from the global RNG: seed it from ours, then restore it
+            torch.manual_seed(seed)
+            unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank, init_lora_weights='gaussian',
+                                        target_modules=lora_target_modules(unet, lora_targets)))
     if gradient_checkpointing: unet.enable_gradient_checkpointing()
     emb = cond_map(lambda t: t.detach().to(unet.device, torch.float32), e_opt)
     params = [p for p in unet.parameters() if p.requires_grad]

@@ -162,8 +162,8 @@ class Imagic:
 
 # %% ../nbs/03_state.ipynb 17
 def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkpoint_dir=None,
-         checkpoint_every:int=100) -> ImagicState:
-    "Stages 1 and 2 on `image` (path, PIL image, or (3,H,W) tensor in [0,1]) for the target `text`; `checkpoint_dir`: resumable (see `fit_stages`)."
+         checkpoint_every:int=100, original_size=None) -> ImagicState:
+    "Stages 1 and 2 on `image` (path, PIL image, or (3,H,W) tensor in [0,1]) for the target `text`; `checkpoint_dir`: resumable (see `fit_stages`); `original_size`: (h, w) of the square the input was before resizing (SDXL's size ids; read from a path or PIL image by default)."
     if not isinstance(text, str) or not text.strip(): raise ValueError("the target text is empty")
     pipe, s = self.pipe, self.settings
     size = image_size(pipe)
@@ -173,7 +173,7 @@ def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkp
         x = load_image(img, size)
     if tuple(x.shape) != (3, size, size): raise ValueError(f"image tensor must be (3, {size}, {size}), got {tuple(x.shape)}")
     latents = encode_image(pipe, x)
-    e_tgt = encode_text(pipe, text, original_size=(side, side))
+    e_tgt = encode_text(pipe, text, original_size=original_size or (side, side))
     e_opt, unet, l1, l2 = fit_stages(pipe, latents, e_tgt, s, progress=progress, checkpoint_dir=checkpoint_dir,
                                      checkpoint_every=checkpoint_every, callback=callback)
     cpu = lambda c: cond_map(lambda t: t.cpu(), c)

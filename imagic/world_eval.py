@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from .core import Settings, encode_image, encode_text, pil_to_tensor
-from .stages import fit_stages, generate, interpolate
+from .stages import fit_stages, generate, generate_edits
 from .shapes_world import (BACKGROUNDS, COLOURS, HELDOUT_SEED, SHAPES, Scene, all_captions, caption, probe,
                           random_scene, render)
 
@@ -93,12 +93,10 @@ def run_edits(pipe, edits, settings:Settings, etas=(0.4, 0.5, 0.6, 0.7, 0.8, 0.9
         e_tgt = encode_text(pipe, edit.text)
         e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, settings, progress=False)
         fit_s = time.perf_counter() - t0
-        embs = [interpolate(e_tgt, e_opt, eta) for eta in etas]
         rec = dict(edit=edit, fit_s=fit_s, embed_losses=l1, finetune_losses=l2, judged={}, images={})
         for model, u in [('finetuned', unet)] + ([('pretrained', pipe.unet)] if ablation else []):
             t1 = time.perf_counter()
-            grid = generate(pipe, embs, list(seeds), unet=u, guidance_scale=settings.guidance_scale,
-                            steps=settings.sample_steps, mixed_precision=settings.sample_precision, progress=False)
+            grid = generate_edits(pipe, e_tgt, e_opt, settings, unet=u, etas=etas, seeds=seeds, progress=False)
             rec[f'{model}_sample_s'] = time.perf_counter() - t1
             for eta, row in zip(etas, grid):
                 for seed, im in zip(seeds, row):

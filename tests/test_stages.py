@@ -134,3 +134,15 @@ def test_bad_stage_arguments(pipe, fitted):
         imagic.generate(pipe, e, [], steps=2, progress=False)
     with pytest.raises(ValueError, match='seeds'):
         imagic.generate(pipe, e, [-1], steps=2, progress=False)
+
+
+def test_lora_adapters_start_from_the_stage_generator_not_the_global_rng(pipe, fitted):
+    lat, e = fitted['latents'], fitted['e_opt']
+    torch.manual_seed(1); u1, _ = imagic.finetune(pipe, lat, e, steps=2, lr=1e-3, method='lora', progress=False)
+    torch.manual_seed(2); u2, _ = imagic.finetune(pipe, lat, e, steps=2, lr=1e-3, method='lora', progress=False)
+    assert all(torch.equal(p, q) for p, q in zip(u1.parameters(), u2.parameters()))
+    torch.manual_seed(3); before = torch.rand(4); torch.manual_seed(3)
+    imagic.finetune(pipe, lat, e, steps=1, lr=1e-3, method='lora', progress=False)
+    assert torch.equal(torch.rand(4), before)  # the global random state is left as it was
+    u3, _ = imagic.finetune(pipe, lat, e, steps=2, lr=1e-3, method='lora', progress=False, generator=make_generator('cpu', 5))
+    assert any(not torch.equal(p, q) for p, q in zip(u1.parameters(), u3.parameters()))

@@ -124,7 +124,7 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
     "Fit and sample every edit; one record per edit with judgments per (model, η, seed) and timings."
     from tqdm.auto import tqdm
     from imagic.core import encode_image, encode_text, image_size, pil_to_tensor
-    from imagic.stages import fit_stages, generate, interpolate
+    from imagic.stages import fit_stages, generate_edits
     res = image_size(pipe)
     records = []
     for edit in tqdm(edits, desc='edits', disable=not progress):
@@ -134,12 +134,10 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
         e_tgt = encode_text(pipe, edit.text)
         e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, settings, progress=False)
         fit_s = time.perf_counter() - t0
-        embs = [interpolate(e_tgt, e_opt, eta) for eta in etas]
         rec = dict(edit=edit, fit_s=fit_s, embed_losses=l1, finetune_losses=l2, judged={}, images={})
         for model, u in [('finetuned', unet)] + ([('pretrained', pipe.unet)] if ablation else []):
             t1 = time.perf_counter()
-            grid = generate(pipe, embs, list(seeds), unet=u, guidance_scale=settings.guidance_scale,
-                            steps=settings.sample_steps, mixed_precision=settings.sample_precision, progress=False)
+            grid = generate_edits(pipe, e_tgt, e_opt, settings, unet=u, etas=etas, seeds=seeds, progress=False)
             rec[f'{model}_sample_s'] = time.perf_counter() - t1
             for eta, row in zip(etas, grid):
                 for seed, im in zip(seeds, row):
