@@ -12,6 +12,8 @@ and `fast` sampled under bf16 autocast.
     python benchmarks/speed.py --quick            # a smoke check, under 10 minutes on a 2-core CPU
     python benchmarks/speed.py                    # every step count in full, 30 held-out edits (2 processes share them)
     python benchmarks/speed.py --sd15 --device cuda   # Stable Diffusion 1.5-sized random components, 512x512
+    python benchmarks/speed.py --sdxl --device cuda   # SDXL-sized random components, 1024x1024: paper and fast presets,
+                                                      # a few steps per stage extrapolated, in a few minutes
 
 Each stage measurement runs in its own process, so that one's memory does not count against another's.
 """
@@ -62,6 +64,8 @@ def load(args):
     device = torch.device(args.device)
     if args.sd15:  # random weights of Stable Diffusion 1.5's shapes: timing and memory only
         pipe = sd15_random(device, torch.float16 if device.type == 'cuda' else torch.float32)
+    elif args.sdxl:  # random weights of SDXL base's shapes, built on the device (no hub there)
+        pipe = sdxl_random(device, torch.float16 if device.type == 'cuda' else torch.float32, tiny=args.tiny)
     else:
         pipe = imagic.load_pipeline(args.model, device=device)
     return pipe
@@ -88,10 +92,47 @@ def sd15_random(device, dtype):
     return pipe.to(device, dtype)
 
 
-def settings_for(config, args):
+def sdxl_random(device, dtype, tiny=False):
+    "A pipeline with SDXL base's architecture (2.6 B-parameter UNet, two text encoders, 1024x1024) and random weights; `tiny`: imagic.testing's (a smoke check of this path on a CPU)."
+    import tempfile
+    from diffusers import (AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel)
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from imagic.testing import tiny_sdxl_components, write_clip_tokenizer
+    torch.manual_seed(0)
+    if tiny: comps = tiny_sdxl_components()
+    else:
+        with torch.device(device):  # initialise on the device: seconds there, minutes on the host
+            unet = UNet2DConditionModel(
+                sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
+                down_block_types=('DownBlock2D', 'CrossAttnDownBlock2D', 'CrossAttnDownBlock2D'),
+                up_block_types=('CrossAttnUpBlock2D', 'CrossAttnUpBlock2D', 'UpBlock2D'),
+                transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), cross_attention_dim=2048,
+                use_linear_projection=True, addition_embed_type='text_time', addition_time_embed_dim=256,
+                projection_class_embeddings_input_dim=2816)
+            vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=('DownEncoderBlock2D',) * 4,
+                                up_block_types=('UpDecoderBlock2D',) * 4, layers_per_block=2, latent_channels=4,
+                                sample_size=1024, scaling_factor=0.13025, force_upcast=True)
+            te = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                                              num_attention_heads=12, max_position_embeddings=77, hidden_act='quick_gelu'))
+            te2 = CLIPTextModelWithProjection(CLIPTextConfig(vocab_size=49408, hidden_size=1280, intermediate_size=5120,
+                                                             num_hidden_layers=32, num_attention_heads=20, max_position_embeddings=77,
+                                                             hidden_act='gelu', projection_dim=1280))
+        with tempfile.TemporaryDirectory() as d: tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(d))
+        comps = dict(vae=vae, unet=unet, text_encoder=te, text_encoder_2=te2, tokenizer=tok, tokenizer_2=tok,
+                     scheduler=None, force_zeros_for_empty_prompt=True)
+    comps['scheduler'] = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule='scaled_linear', clip_sample=False,
+                                       set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionXLPipeline(**comps)
+    for m in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2): m.requires_grad_(False); m.eval()
+    pipe.to(device, dtype)
+    pipe.vae.to(torch.float32)  # force_upcast, as imagic.load_pipeline does
+    return pipe
+
+
+def settings_for(config, args, pipe=None):
     from imagic.core import Settings
     name = 'paper' if config == 'naive' else config
-    return Settings.for_model(None if args.sd15 else args.model, preset=name)
+    return Settings.for_model(pipe if args.sdxl else None if args.sd15 else args.model, preset=name)
 
 
 # ---------------------------------------------------------------- the naive reference
@@ -136,15 +177,15 @@ def naive_sample(pipe, emb, seed, steps, guidance):
 
 # ---------------------------------------------------------------- one measurement (in its own process)
 def worker(args):
-    from imagic.core import encode_image, encode_text
+    from imagic.core import cond_map, encode_image, encode_text
     from imagic.stages import finetune, optimize_embedding
     pipe = load(args)
     device = pipe.unet.device
-    s = settings_for(args.config, args)
+    s = settings_for(args.config, args, pipe)
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     x = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
     latents = encode_image(pipe, x).float()
-    e = encode_text(pipe, 'a blue circle on a white background').float()
+    e = cond_map(lambda t: t.float(), encode_text(pipe, 'a blue circle on a white background'))
     steps = args.steps if args.steps else (s.embed_steps if args.stage == 1 else s.finetune_steps)
     lr = s.embed_lr if args.stage == 1 else s.finetune_lr
     warm = 2
@@ -154,21 +195,27 @@ def worker(args):
             return optimize_embedding(pipe, latents, e, steps=n, lr=lr, progress=False, batch_size=s.embed_batch,
                                       mixed_precision=s.mixed_precision)
         return finetune(pipe, latents, e, steps=n, lr=lr, progress=False, batch_size=s.finetune_batch,
-                        method=s.finetune_method, lora_rank=s.lora_rank, gradient_checkpointing=s.gradient_checkpointing,
+                        method=s.finetune_method, lora_rank=s.lora_rank, lora_targets=s.lora_targets,
+                        gradient_checkpointing=s.gradient_checkpointing,
                         mixed_precision=s.mixed_precision)
     base = _base(device); _reset_peak(device)  # before any training memory: the allocator keeps what it frees
-    run(warm)  # kernels warmed up
-    t0 = time.perf_counter(); run(steps)
-    if device.type == 'cuda': torch.cuda.synchronize()
+    info = dict(config=args.config, stage=args.stage, steps=steps, full_steps=s.embed_steps if args.stage == 1 else s.finetune_steps,
+                batch=1 if args.config == 'naive' else (s.embed_batch if args.stage == 1 else s.finetune_batch))
+    try:
+        run(warm)  # kernels warmed up
+        t0 = time.perf_counter(); run(steps)
+        if device.type == 'cuda': torch.cuda.synchronize()
+    except torch.cuda.OutOfMemoryError:  # full fine-tuning of SDXL with float32 Adam may not fit: say so
+        total = torch.cuda.get_device_properties(device).total_memory / 2**20
+        print(json.dumps(dict(info, s_per_step=float('nan'), peak_mib=float('nan'), oom=f'out of memory ({total:.0f} MiB device)'))); return
     dt = time.perf_counter() - t0
-    print(json.dumps(dict(config=args.config, stage=args.stage, steps=steps, full_steps=s.embed_steps if args.stage == 1 else s.finetune_steps,
-                          batch=1 if args.config == 'naive' else (s.embed_batch if args.stage == 1 else s.finetune_batch),
-                          s_per_step=dt / steps, peak_mib=_peak_above(device, base))))
+    print(json.dumps(dict(info, s_per_step=dt / steps, peak_mib=_peak_above(device, base))))
 
 
 def measure(args, config, stage, steps):
     cmd = [sys.executable, __file__, '--worker', '--config', config, '--stage', str(stage), '--device', args.device,
-           '--model', args.model] + (['--sd15'] if args.sd15 else []) + (['--steps', str(steps)] if steps else [])
+           '--model', args.model] + (['--sd15'] if args.sd15 else []) + (['--sdxl'] if args.sdxl else []) + \
+          (['--tiny'] if args.tiny else []) + (['--steps', str(steps)] if steps else [])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode: sys.exit(f'worker failed: {" ".join(cmd)}\n{r.stderr[-3000:]}')
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -266,6 +313,8 @@ def main():
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     ap.add_argument('--model', default='shapes')
     ap.add_argument('--sd15', action='store_true', help='Stable Diffusion 1.5-sized random components at 512x512 (speed and memory only)')
+    ap.add_argument('--sdxl', action='store_true', help='SDXL-sized random components at 1024x1024: paper and fast presets, 3 steps per stage extrapolated (speed and memory only)')
+    ap.add_argument('--tiny', action='store_true', help='with --sdxl: the tiny test SDXL instead (a smoke check of that path on a CPU)')
     ap.add_argument('--edits', type=int, default=0, help='held-out edits per preset for quality (default: 2 quick, 30 full)')
     ap.add_argument('--sample-batch', type=int, default=None, help='images per denoising batch in the grid (default: all)')
     ap.add_argument('--sample-precision', default='bf16', choices=('no', 'bf16', 'fp16'),
@@ -286,20 +335,26 @@ def main():
     if args.quality_worker: return quality_worker(args)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads'
-    print(f'# imagic speed benchmark — {"SD 1.5-sized random components" if args.sd15 else args.model} on {name}; torch {torch.__version__}')
+    if args.sdxl: args.quick = True  # SDXL: a few steps per stage, extrapolated, so the script fits a short device lease
+    what = ("SDXL-sized random components" + (" (tiny)" if args.tiny else "")) if args.sdxl else "SD 1.5-sized random components" if args.sd15 else args.model
+    print(f'# imagic speed benchmark — {what} on {name}; torch {torch.__version__}')
     print(f'# mode: {"quick (time per step from a few steps, totals = steps x time per step)" if args.quick else "full"}\n')
-    out = dict(device=name, model='sd15-random' if args.sd15 else args.model, quick=args.quick, stages=[], sampling=None, quality=[])
-    probe = 10 if args.quick else None
-    print("| config | stage | batch | steps | s/step | total s | stage-2 peak MiB |\n|---|---|---|---|---|---|---|")
+    out = dict(device=name, model='sdxl-random' if args.sdxl else 'sd15-random' if args.sd15 else args.model, quick=args.quick,
+               stages=[], sampling=None, quality=[])
+    probe = 3 if args.sdxl else 10 if args.quick else None
+    print("| config | stage | batch | steps | s/step | total s | peak MiB |\n|---|---|---|---|---|---|---|")
     totals = {}
-    for config in CONFIGS:
+    for config in (('paper', 'fast') if args.sdxl else CONFIGS):
         for stage in (1, 2):
             m = measure(args, config, stage, probe)
             total = m['s_per_step'] * m['full_steps']
             totals[config] = totals.get(config, 0) + total
             out['stages'].append({**m, 'total_s': total})
-            mem = f"{m['peak_mib']:.0f}" if stage == 2 else '—'
-            print(f"| {config} | {stage} | {m['batch']} | {m['full_steps']} | {m['s_per_step'] * 1000:.1f} ms | {total:.1f} | {mem} |", flush=True)
+            if 'oom' in m: print(f"| {config} | {stage} | {m['batch']} | {m['full_steps']} | {m['oom']} | — | — |", flush=True); continue
+            print(f"| {config} | {stage} | {m['batch']} | {m['full_steps']} | {m['s_per_step'] * 1000:.1f} ms | {total:.1f} | {m['peak_mib']:.0f} |", flush=True)
+    if args.sdxl:
+        if args.json: Path(args.json).write_text(json.dumps(out, indent=1))
+        return
     mem = {m['config']: m['peak_mib'] for m in out['stages'] if m['stage'] == 2}
     print("\nstages 1+2 end to end: " + ', '.join(f'{c} {t:.0f} s' for c, t in totals.items())
           + f"; fast is {totals['paper'] / totals['fast']:.1f}x faster than paper, {totals['naive'] / totals['fast']:.1f}x than naive")
