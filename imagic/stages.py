@@ -155,7 +155,10 @@ def finetune(
     _check_steps(steps, lr, batch_size); _check_latents(latents)
     if method not in ('full', 'lora'): raise ValueError(f"method must be 'full' or 'lora', got {method!r}")
     dtype = pipe.unet.dtype
-    unet = _cast(copy.deepcopy(pipe.unet), torch.float32)
+    # LoRA under autocast leaves the frozen weights in the pipeline's dtype (half the memory of a float32 copy on
+    # a half-precision pipeline: what lets SDXL's `fast` preset fit small cards); the adapters train in float32.
+    keep_dtype = method == 'lora' and resolve_precision(pipe.unet.device, mixed_precision) != 'no'
+    unet = copy.deepcopy(pipe.unet) if keep_dtype else _cast(copy.deepcopy(pipe.unet), torch.float32)
     unet.eval()
     if method == 'full': unet.requires_grad_(True)
     else:
@@ -168,6 +171,8 @@ def finetune(
             torch.manual_seed(seed)
             unet.add_adapter(LoraConfig(r=lora_rank, lora_alpha=lora_rank, init_lora_weights='gaussian',
                                         target_modules=lora_target_modules(unet, lora_targets)))
+        for p in unet.parameters():
+            if p.requires_grad: p.data = p.data.float()  # float32 master weights for the adapters
     if gradient_checkpointing: unet.enable_gradient_checkpointing()
     emb = cond_map(lambda t: t.detach().to(unet.device, torch.float32), e_opt)
     params = [p for p in unet.parameters() if p.requires_grad]

@@ -78,3 +78,18 @@ def test_presets_compose_with_the_model_and_the_caller(shapes):
     with pytest.raises(ValueError, match='unknown preset'):
         Settings.for_model(shapes, preset='turbo')
     assert Settings.for_model(None, preset='paper').finetune_lr == 5e-7  # no model: the paper's own learning rates
+
+
+def test_lora_under_autocast_keeps_frozen_weights_in_the_pipeline_dtype(tiny_path, image):
+    "A half-precision pipeline (bf16 here; fp16 on CUDA): LoRA trains float32 adapters over frozen half-precision weights."
+    half = imagic.load_pipeline(tiny_path, device='cpu', dtype=torch.bfloat16)
+    lat, e = imagic.encode_image(half, image), imagic.encode_text(half, 'a blue circle')
+    before = imagic.evaluation_loss(half, lat, e)
+    seen = {}
+    def spy(step, loss, unet):
+        seen['frozen'] = {p.dtype for p in unet.parameters() if not p.requires_grad}
+        seen['trained'] = {p.dtype for p in unet.parameters() if p.requires_grad}
+    u, _ = imagic.finetune(half, lat, e, steps=30, lr=1e-2, method='lora', lora_rank=4, mixed_precision='bf16',
+                           progress=False, callback=spy)
+    assert seen == {'frozen': {torch.bfloat16}, 'trained': {torch.float32}}
+    assert u.dtype == torch.bfloat16 and imagic.evaluation_loss(half, lat, e, unet=u) < before
