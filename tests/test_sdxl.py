@@ -162,3 +162,18 @@ def test_cli_edit_on_an_sdxl_folder(xl_path, disc, tmp_path):
     st = ImagicState.load(out / 'state.safetensors')
     assert st.family == 'sdxl' and st.e_tgt.time_ids.tolist() == [[48, 48, 0, 0, 32, 32]]  # padded 48×40 input
     assert Image.open(out / 'eta0.70_seed0.png').size == (32, 27)
+
+
+def test_bench_runs_an_sdxl_model(xl_path, tmp_path):
+    from imagic.bench import read_dataset, write_world_dataset
+    from imagic.cli import main
+    ds = write_world_dataset(tmp_path / 'ds', n_images=1)
+    out = tmp_path / 'res'
+    code = main(['bench', str(ds), '--out', str(out), '--model', str(xl_path), '--embed-steps', '2', '--finetune-steps', '2',
+                 '--sample-steps', '2', '--eta', '0.5', '--seeds', '0', '-q', '--device', 'cpu'])
+    assert code == 0
+    items = read_dataset(ds)
+    for it in items:
+        rec = json.loads((out / 'items' / it.id / 'item.json').read_text())
+        assert rec['edits'][0]['file'] == 'eta0.50_seed0.png' and np.isfinite(rec['edits'][0]['clip'])
+    assert json.loads((out / 'summary.json').read_text())['items'] == len(items)
