@@ -24,9 +24,10 @@ from .stages import fit_stages, generate_edits
 # %% ../nbs/12_bench.ipynb 6
 @dataclass(frozen=True)
 class Item:
-    "One benchmark item: an input image (under `originals/`) and a target text."
+    "One benchmark item: an input image (under `originals/`), a target text, and optionally the input's caption (DDIM inversion and LEDITS++ need one)."
     img_name:str
     target_text:str
+    source_text:str = None
 
     @property
     def id(self) -> str:
@@ -49,7 +50,9 @@ def read_dataset(folder) -> list:
         if not isinstance(e, dict) or not isinstance(e.get('img_name'), str) or not isinstance(e.get('target_text'), str):
             raise ValueError(f"{listing}: entry {i} is not {{\"img_name\": str, \"target_text\": str}}")
         if not e['target_text'].strip(): raise ValueError(f"{listing}: entry {i} has an empty target_text")
-        items.append(Item(e['img_name'], e['target_text']))
+        if e.get('source_text') is not None and not isinstance(e['source_text'], str):
+            raise ValueError(f"{listing}: entry {i} has a source_text that is not a string")
+        items.append(Item(e['img_name'], e['target_text'], e.get('source_text')))
     missing = sorted({it.img_name for it in items if not (folder / 'originals' / it.img_name).is_file()})
     if missing: raise FileNotFoundError(f"{folder}/originals lacks {len(missing)} image(s) named in input_list.json: {', '.join(missing[:5])}")
     if len({it.id for it in items}) < len(items): raise ValueError(f"{listing} lists the same (image, text) pair twice")
@@ -88,6 +91,7 @@ def item_done(out, item:Item) -> bool:
     return (Path(out) / 'items' / item.id / 'item.json').is_file()
 
 def _eta_name(eta, seed): return f'eta{eta:.2f}_seed{seed}.png'
+def _method_name(method, seed): return f'{method}_seed{seed}.png'
 
 class _ImageCache:
     "Each input image loaded and encoded once per process."
@@ -100,17 +104,25 @@ class _ImageCache:
         return self.cache[name]
 
 def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip_model:str='shapes',
-             clip_pretrained=None, lpips_net:str='alex', progress:bool=False) -> dict:
-    "Fit, sample, score and write one item atomically; returns its record (as in `item.json`)."
+             clip_pretrained=None, lpips_net:str='alex', progress:bool=False, method:str='imagic') -> dict:
+    "Fit, sample, score and write one item atomically (or run a baseline `method` of `imagic.baselines` on it); returns its record (as in `item.json`)."
     from imagic.metrics import clip_score, lpips_distance
     x, lat, size = cache(item.img_name)
     t0 = time.perf_counter()
-    side = min(size) if fit == 'crop' else max(size)  # the square the model sees, before resizing (SDXL's original size)
-    e_tgt = encode_text(pipe, item.target_text, original_size=(side, side))
-    e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, settings, progress=progress)
-    t1 = time.perf_counter()
-    etas, seeds = list(settings.etas), list(settings.seeds)
-    grid = generate_edits(pipe, e_tgt, e_opt, settings, unet=unet, progress=progress)
+    seeds, l1, l2 = list(settings.seeds), [], []
+    if method == 'imagic':
+        side = min(size) if fit == 'crop' else max(size)  # the square the model sees, before resizing (SDXL's original size)
+        e_tgt = encode_text(pipe, item.target_text, original_size=(side, side))
+        e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, settings, progress=progress)
+        t1 = time.perf_counter()
+        etas = list(settings.etas)
+        grid = generate_edits(pipe, e_tgt, e_opt, settings, unet=unet, progress=progress)
+        names = [[_eta_name(eta, s) for s in seeds] for eta in etas]
+    else:  # a baseline: one image per seed, no η
+        from imagic.baselines import METHODS
+        out_ims = METHODS[method](pipe, x, item.target_text, source_text=item.source_text, seeds=seeds)
+        t1 = time.perf_counter()
+        etas, grid, names = [None], [[out_ims[s] for s in seeds]], [[_method_name(method, s) for s in seeds]]
     t2 = time.perf_counter()
     ims = [im for row in grid for im in row]
     clip = clip_score(ims, item.target_text, clip_model, clip_pretrained).tolist()
@@ -119,11 +131,11 @@ def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip
     if work.exists(): shutil.rmtree(work)  # left by a killed run
     work.mkdir(parents=True)
     rows, k = [], 0
-    for eta, row in zip(etas, grid):
-        for seed, im in zip(seeds, row):
-            restore_aspect(im, size, fit).save(work / _eta_name(eta, seed))
-            rows.append(dict(eta=eta, seed=seed, clip=clip[k], lpips=lp[k], file=_eta_name(eta, seed))); k += 1
-    rec = dict(img_name=item.img_name, target_text=item.target_text, id=item.id, input_size=list(size), fit=fit,
+    for eta, row, row_names in zip(etas, grid, names):
+        for seed, im, name in zip(seeds, row, row_names):
+            restore_aspect(im, size, fit).save(work / name)
+            rows.append(dict(eta=eta, seed=seed, clip=clip[k], lpips=lp[k], file=name)); k += 1
+    rec = dict(img_name=item.img_name, target_text=item.target_text, id=item.id, method=method, input_size=list(size), fit=fit,
                fit_s=t1 - t0, sample_s=t2 - t1, score_s=time.perf_counter() - t2, edits=rows,
                embed_loss_final=l1[-1] if l1 else None, finetune_loss_final=l2[-1] if l2 else None)
     (work / 'item.json').write_text(json.dumps(rec, indent=1))
@@ -159,7 +171,7 @@ def summarize(out, items=None) -> dict:
             w.writeheader(); w.writerows(table)
     atomic_write(out / 'summary.csv', write_csv)
     atomic_write(out / 'summary.json', lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=1)))
-    if table:
+    if table and table[0]['eta'] is not None:  # a baseline has no η, so no trade-off to plot
         import matplotlib.pyplot as plt
         fig = tradeoff_figure(table, summary['picked_eta'])
         atomic_write(out / 'tradeoff.png', lambda tmp: fig.savefig(tmp, format='png', dpi=100))
@@ -167,19 +179,32 @@ def summarize(out, items=None) -> dict:
     return summary
 
 # %% ../nbs/12_bench.ipynb 19
+def _check_method(out, method):
+    "One method per output folder: refuse to mix results."
+    for p in (Path(out) / 'items').glob('*/item.json'):
+        had = json.loads(p.read_text()).get('method', 'imagic')
+        if had != method: raise ValueError(f"{out} holds results of method {had!r}; give {method!r} another output folder")
+        return
+
 def run_bench(dataset, out, pipe, settings:Settings, fit:str='pad', clip_model:str='shapes', clip_pretrained=None,
-              lpips_net:str='alex', progress:bool=False, log=print, distributed=None) -> dict:
-    "Run every unfinished item of `dataset` this process owns, then (on the main process) rebuild the summary."
+              lpips_net:str='alex', progress:bool=False, log=print, distributed=None, method:str='imagic') -> dict:
+    "Run every unfinished item of `dataset` this process owns with `method` (Imagic or a baseline), then (on the main process) rebuild the summary. An item a method cannot run (a baseline without a source caption) is skipped with a one-line reason."
     items = read_dataset(dataset)
     rank, world, barrier = 0, 1, (lambda: None)
     if distributed is not None: rank, world, barrier = distributed.process_index, distributed.num_processes, distributed.wait_for_everyone
     mine = shard(items, rank, world)
     (Path(out) / 'items').mkdir(parents=True, exist_ok=True)
+    _check_method(out, method)
     todo = [it for it in mine if not item_done(out, it)]
     log(f'process {rank + 1}/{world}: {len(mine)} item(s), {len(mine) - len(todo)} already done, {len(todo)} to run')
     cache = _ImageCache(pipe, dataset, fit)
+    failed = []
     for k, it in enumerate(todo):
-        rec = run_item(pipe, it, cache, out, settings, fit, clip_model, clip_pretrained, lpips_net, progress)
+        try: rec = run_item(pipe, it, cache, out, settings, fit, clip_model, clip_pretrained, lpips_net, progress, method)
+        except ValueError as e:
+            if method == 'imagic': raise
+            failed.append(dict(id=it.id, reason=str(e)))
+            log(f'[{k + 1}/{len(todo)}] {it.img_name}: {it.target_text!r} failed: {e}'); continue
         log(f'[{k + 1}/{len(todo)}] {it.img_name}: {it.target_text!r} in {rec["fit_s"] + rec["sample_s"] + rec["score_s"]:.1f} s')
     barrier()
-    return summarize(out, items) if rank == 0 else {}
+    return {**summarize(out, items), 'failed': failed} if rank == 0 else {}
