@@ -7,9 +7,9 @@ __all__ = ['PACKAGE_DIR', 'BUNDLED_MODELS', 'SETTINGS_FILE', 'MIXED_PRECISIONS',
            'MIN_IMAGE_SIDE', 'FITS', 'default_device', 'resolve_model', 'pipeline_class_name', 'load_pipeline',
            'model_family', 'image_size', 'Settings', 'check_precision', 'check_eta', 'recommended_settings',
            'open_image', 'center_crop', 'pil_to_tensor', 'pad_square', 'load_image', 'restore_aspect', 'encode_image',
-           'decode_latents', 'to_pil', 'TextCondition', 'size_ids', 'cond_map', 'learned_parts', 'with_learned',
-           'unet_inputs', 'unconditional', 'encode_text', 'make_generator', 'draw_noise', 'diffusion_loss',
-           'evaluation_loss', 'atomic_write']
+           'decode_latents', 'to_pil', 'TextCondition', 'size_ids', 'UpscaleCondition', 'cond_map', 'learned_parts',
+           'with_learned', 'unet_inputs', 'unconditional', 'encode_text', 'make_generator', 'noise_channels',
+           'draw_noise', 'diffusion_loss', 'evaluation_loss', 'atomic_write']
 
 # %% ../nbs/01_core.ipynb 3
 import dataclasses
@@ -68,9 +68,12 @@ def pipeline_class_name(source:str) -> str:
     except Exception: return ''
 
 def _pipeline_class(source:str):
-    "StableDiffusionXLPipeline for SDXL folders and ids, StableDiffusionPipeline for everything else."
-    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
-    return StableDiffusionXLPipeline if pipeline_class_name(source).startswith('StableDiffusionXL') else StableDiffusionPipeline
+    "StableDiffusionXLPipeline for SDXL, StableDiffusionUpscalePipeline for x4 upscalers, StableDiffusionPipeline for everything else."
+    from diffusers import StableDiffusionPipeline, StableDiffusionUpscalePipeline, StableDiffusionXLPipeline
+    name = pipeline_class_name(source)
+    if name.startswith('StableDiffusionXL'): return StableDiffusionXLPipeline
+    if name == 'StableDiffusionUpscalePipeline': return StableDiffusionUpscalePipeline
+    return StableDiffusionPipeline
 
 def load_pipeline(
     model='shapes',  # bundled model name, local diffusers folder, or hub id ('stable-diffusion-v1-5/stable-diffusion-v1-5', 'stabilityai/stable-diffusion-xl-base-1.0')
@@ -101,7 +104,8 @@ def load_pipeline(
     return pipe.to(device)
 
 def model_family(pipe) -> str:
-    "'sdxl' for a UNet conditioned on pooled text and size ids (SDXL), 'sd' for Stable Diffusion 1.x/2.x-style UNets."
+    "'sdxl' for a UNet conditioned on pooled text and size ids (SDXL), 'upscaler' for an x4 upscaler, 'sd' for Stable Diffusion 1.x/2.x-style UNets."
+    if getattr(pipe, 'low_res_scheduler', None) is not None: return 'upscaler'
     return 'sdxl' if getattr(pipe.unet.config, 'addition_embed_type', None) == 'text_time' else 'sd'
 
 # %% ../nbs/01_core.ipynb 12
@@ -130,19 +134,27 @@ class Settings:
     gradient_checkpointing:bool = False  # stage 2: recompute activations in the backward pass (less memory, slower)
     mixed_precision:str = 'no'     # stages 1-2: 'no', 'bf16', 'fp16' (CUDA only) or 'auto' (bf16 where CUDA supports it)
     sample_precision:str = 'no'    # stage 3: autocast of the sampling UNet, same choices (bf16 pays on CPUs with AMX)
+    upscaler_steps:int = 1500      # cascade: Adam steps fine-tuning the super-resolution model (paper, Imagen: 1500)
+    upscaler_lr:float = 5e-7       # cascade: its learning rate
+    upscaler_noise_level:int = 20  # cascade: noise level of the low-resolution input, in training and sampling
+    upscaler_sample_steps:int = 50 # cascade: sampler steps of the upscaler
+    upscaler_guidance_scale:float = 7.5 # cascade: the upscaler's classifier-free guidance
+    upscaler_method:str = 'full'   # cascade: 'full' or 'lora', as `finetune_method`
+    upscaler_lora_rank:int = 4     # cascade: adapter rank with 'lora'
 
     def __post_init__(self):
-        for name in ('embed_steps', 'finetune_steps', 'sample_steps', 'seed'):
+        for name in ('embed_steps', 'finetune_steps', 'sample_steps', 'seed', 'upscaler_steps', 'upscaler_noise_level', 'upscaler_sample_steps'):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
-        for name in ('embed_batch', 'finetune_batch', 'lora_rank'):
+        for name in ('embed_batch', 'finetune_batch', 'lora_rank', 'upscaler_lora_rank'):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
-        if self.finetune_method not in ('full', 'lora'): raise ValueError(f"finetune_method must be 'full' or 'lora', got {self.finetune_method!r}")
+        for name in ('finetune_method', 'upscaler_method'):
+            if getattr(self, name) not in ('full', 'lora'): raise ValueError(f"{name} must be 'full' or 'lora', got {getattr(self, name)!r}")
         if self.lora_targets not in LORA_TARGET_SETS:
             raise ValueError(f"lora_targets must be one of {tuple(LORA_TARGET_SETS)}, got {self.lora_targets!r}")
         check_precision(self.mixed_precision); check_precision(self.sample_precision, 'sample_precision')
-        for name in ('embed_lr', 'finetune_lr', 'guidance_scale'):
+        for name in ('embed_lr', 'finetune_lr', 'guidance_scale', 'upscaler_lr', 'upscaler_guidance_scale'):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
@@ -376,8 +388,24 @@ def size_ids(pipe, original_size=None, crop_top_left=(0, 0)) -> torch.Tensor:
     oh, ow = original_size if original_size is not None else (side, side)
     return torch.tensor([[oh, ow, *crop_top_left, side, side]], dtype=torch.float32)
 
+@dataclass
+class UpscaleCondition:
+    "The condition of an x4 upscaler's UNet (`StableDiffusionUpscalePipeline`): text embedding (N, T, d), the clean low-resolution image (N, 3, h, w) in [-1, 1], and the noise level it is noised to."
+    embeds:torch.Tensor
+    low_res:torch.Tensor
+    noise_level:int
+    low_res_alpha:float   # ᾱ of the low-resolution scheduler at `noise_level`
+
+    @property
+    def shape(self): return self.embeds.shape
+
+    def __len__(self): return self.embeds.shape[0]
+
 def cond_map(fn, *conds, learned_only:bool=False):
-    "`fn` applied to corresponding tensors of `conds` (all plain tensors, or all `TextCondition`s); with `learned_only` the size ids are the first's."
+    "`fn` applied to corresponding tensors of `conds` (all plain tensors, all `TextCondition`s or all `UpscaleCondition`s); with `learned_only` the size ids are the first's."
+    if isinstance(conds[0], UpscaleCondition):
+        c = conds[0]
+        return UpscaleCondition(fn(*(x.embeds for x in conds)), fn(*(x.low_res for x in conds)), c.noise_level, c.low_res_alpha)
     if isinstance(conds[0], TextCondition):
         if not all(isinstance(c, TextCondition) for c in conds): raise ValueError("cannot mix an SDXL TextCondition with a plain embedding")
         ids = conds[0].time_ids if learned_only else fn(*(c.time_ids for c in conds))
@@ -396,6 +424,9 @@ def with_learned(cond, parts:list):
 def unet_inputs(cond, dtype=None) -> dict:
     "Keyword arguments for a UNet call: `encoder_hidden_states`, plus `added_cond_kwargs` for SDXL."
     cast = (lambda t: t.to(dtype)) if dtype is not None else (lambda t: t)
+    if isinstance(cond, UpscaleCondition):
+        return dict(encoder_hidden_states=cast(cond.embeds),
+                    class_labels=torch.full((len(cond),), cond.noise_level, dtype=torch.long, device=cond.embeds.device))
     if isinstance(cond, TextCondition):
         return dict(encoder_hidden_states=cast(cond.embeds), added_cond_kwargs=dict(text_embeds=cast(cond.pooled), time_ids=cast(cond.time_ids)))
     return dict(encoder_hidden_states=cast(cond))
@@ -435,16 +466,22 @@ def make_generator(device, seed:int=0) -> torch.Generator:
     "A `torch.Generator` on `device` seeded with `seed` (library code never touches the global random state)."
     return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
 
-def draw_noise(latents:torch.Tensor, num_train_timesteps:int, generator:torch.Generator, batch_size:int=1):
-    "`batch_size` (noise, timestep) pairs for `latents` (1,C,h,w), drawn from `generator`: (noise (B,C,h,w), t (B,))."
+def noise_channels(latents, condition) -> int:
+    "Channels of noise one training sample needs: the latents', plus the low-resolution image's for an upscaler."
+    return latents.shape[1] + (condition.low_res.shape[1] if isinstance(condition, UpscaleCondition) else 0)
+
+def draw_noise(latents:torch.Tensor, num_train_timesteps:int, generator:torch.Generator, batch_size:int=1, channels:int=None):
+    "`batch_size` (noise, timestep) pairs for `latents` (1,C,h,w), drawn from `generator`: (noise (B,C,h,w), t (B,)); `channels` > C draws extra channels (an upscaler's low-resolution noise)."
     gdev = generator.device
-    noise = torch.randn((batch_size, *latents.shape[1:]), generator=generator, device=gdev, dtype=torch.float32)
+    c = channels or latents.shape[1]
+    noise = torch.randn((batch_size, c, *latents.shape[2:]), generator=generator, device=gdev, dtype=torch.float32)
     t = torch.randint(0, num_train_timesteps, (batch_size,), generator=generator, device=gdev)
     return noise.to(latents.device), t.to(latents.device)
 
 def diffusion_loss(unet, scheduler, latents, embedding, noise, timesteps) -> torch.Tensor:
     "Mean squared error of `unet`'s prediction at (x_t, t, e) against its training target (ε, v or x_0), in float32."
-    b = noise.shape[0]
+    b, c = noise.shape[0], latents.shape[1]
+    noise, extra = noise[:, :c], noise[:, c:]
     x0 = latents.float().expand(b, *latents.shape[1:])
     x_t = scheduler.add_noise(x0, noise.float(), timesteps)
     kind = scheduler.config.prediction_type
@@ -453,6 +490,10 @@ def diffusion_loss(unet, scheduler, latents, embedding, noise, timesteps) -> tor
     elif kind == 'sample': target = x0
     else: raise ValueError(f"unsupported prediction_type {kind!r}")
     emb = cond_map(lambda e: e.expand(b, *e.shape[1:]) if e.shape[0] == 1 else e, embedding)
+    if isinstance(emb, UpscaleCondition):  # an x4 upscaler: the low-resolution image, noised afresh each step, rides along as channels
+        a = emb.low_res_alpha
+        low = a ** 0.5 * emb.low_res.float() + (1 - a) ** 0.5 * extra.float()
+        x_t = torch.cat([x_t, low], dim=1)
     pred = unet(x_t.to(unet.dtype), timesteps, **unet_inputs(emb, unet.dtype)).sample
     return F.mse_loss(pred.float(), target)
 
@@ -461,7 +502,7 @@ def evaluation_loss(pipe, latents, condition, unet=None, n:int=16, seed:int=1234
     "Diffusion loss averaged over `n` fixed (noise, timestep) pairs (the same pairs for the same `seed`); `condition`: an SD embedding or an SDXL `TextCondition`."
     unet = unet if unet is not None else pipe.unet
     g = make_generator('cpu', seed)
-    noise, t = draw_noise(latents.cpu(), pipe.scheduler.config.num_train_timesteps, g, n)
+    noise, t = draw_noise(latents.cpu(), pipe.scheduler.config.num_train_timesteps, g, n, noise_channels(latents, condition))
     with torch.no_grad():
         return diffusion_loss(unet, pipe.scheduler, latents, cond_map(lambda e: e.to(latents.device), condition),
                               noise.to(latents.device), t.to(latents.device)).item()

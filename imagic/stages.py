@@ -20,9 +20,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from .core import (LORA_TARGET_SETS, Settings, TextCondition, atomic_write, check_eta, check_precision, cond_map,
-                         decode_latents, diffusion_loss, draw_noise, learned_parts, make_generator, to_pil, unconditional,
-                         unet_inputs, with_learned)
+from .core import (LORA_TARGET_SETS, Settings, TextCondition, UpscaleCondition, atomic_write, check_eta, check_precision,
+                         cond_map, decode_latents, diffusion_loss, draw_noise, learned_parts, make_generator, noise_channels,
+                         to_pil, unconditional, unet_inputs, with_learned)
 
 # %% ../nbs/02_stages.ipynb 8
 def _progress(steps, desc, progress, start=0):
@@ -60,7 +60,8 @@ def _run_key(pipe, desc, steps, lr, batch_size, precision, latents, emb, params)
     "What a checkpoint must match to be resumed: the stage, its settings, the model, the input and the starting embedding."
     h = hashlib.sha256(repr((desc, steps, float(lr), batch_size, precision, str(getattr(pipe, 'name_or_path', '')),
                              [tuple(p.shape) for p in params])).encode())
-    tensors = [latents] + ([emb.embeds, emb.pooled, emb.time_ids] if isinstance(emb, TextCondition) else [emb])
+    tensors = [latents] + ([emb.embeds, emb.pooled, emb.time_ids] if isinstance(emb, TextCondition) else
+                           [emb.embeds, emb.low_res, torch.tensor(float(emb.noise_level))] if isinstance(emb, UpscaleCondition) else [emb])
     for t in tensors: h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
@@ -74,6 +75,7 @@ def _optimise(pipe, unet, latents, emb, params, steps, lr, generator, desc, prog
     opt = torch.optim.Adam(params, lr=lr)
     scaler = torch.amp.GradScaler('cuda') if precision == 'fp16' else None  # float32 master weights, scaled fp16 loss
     T = pipe.scheduler.config.num_train_timesteps
+    channels = noise_channels(latents, emb)
     losses, start = [], 0
     if checkpoint is not None:
         key = _run_key(pipe, desc, steps, lr, batch_size, precision, latents, emb, params)
@@ -81,7 +83,7 @@ def _optimise(pipe, unet, latents, emb, params, steps, lr, generator, desc, prog
     bar = _progress(steps, desc, progress, start)
     with torch.enable_grad():
         for step in bar:
-            noise, t = draw_noise(latents, T, generator, batch_size)
+            noise, t = draw_noise(latents, T, generator, batch_size, channels)
             with _autocast(unet.device, precision):
                 loss = diffusion_loss(unet, pipe.scheduler, latents, emb, noise, t)
             opt.zero_grad(set_to_none=True)

@@ -19,8 +19,9 @@ from safetensors.torch import load_file, save_file
 
 import imagic
 from .core import (Settings, TextCondition, atomic_write, check_eta, cond_map, encode_image, encode_text, image_size,
-                         load_image, model_family, open_image)
-from .stages import fit_stages, generate_edits, interpolate
+                         load_image, make_generator, model_family, open_image, to_pil)
+from .stages import Checkpoint, fit_stages, generate_edits, interpolate
+from .cascade import finetune_upscaler, upscale as upscale_images, upscale_factor
 
 # %% ../nbs/03_state.ipynb 6
 def image_fingerprint(image:torch.Tensor) -> str:
@@ -39,8 +40,8 @@ def model_fingerprint(pipe) -> str:
     return h.hexdigest()
 
 # %% ../nbs/03_state.ipynb 9
-STATE_FORMAT = 'imagic-state/2'        # 2: the model family and SDXL's pooled embeddings and size ids
-READABLE_FORMATS = ('imagic-state/1', STATE_FORMAT)  # states saved before still load (as Stable Diffusion states)
+STATE_FORMAT = 'imagic-state/3'        # 2: the model family and SDXL's pooled embeddings and size ids; 3: the fine-tuned upscaler
+READABLE_FORMATS = ('imagic-state/1', 'imagic-state/2', STATE_FORMAT)  # states saved before still load
 FAMILY_NAMES = {'sd': 'Stable Diffusion 1.x/2.x', 'sdxl': 'Stable Diffusion XL'}
 
 def changed_weights(pretrained, finetuned) -> dict:
@@ -65,13 +66,20 @@ class ImagicState:
     image_fingerprint:str = ''  # see `image_fingerprint`; computed when empty
     version:str = ''            # imagic version that wrote the state; the running one when empty
     family:str = 'sd'           # the model family: 'sd' or 'sdxl' (see `model_family`)
+    upscaler:str = ''           # the cascade's super-resolution model ('' without one)
+    upscaler_fingerprint:str = ''  # its `model_fingerprint`
+    upscaler_weights:dict = field(default_factory=dict)  # its fine-tuned UNet values that changed
+    e_up:torch.Tensor = None    # the target text by the upscaler's text encoder (its condition, the paper's e_tgt)
+    image_full:torch.Tensor = None  # the input at the upscaler's output size
+    upscaler_losses:list = field(default_factory=list)  # per-step losses of the upscaler's fine-tuning
 
     def __post_init__(self):
         if not self.image_fingerprint: self.image_fingerprint = image_fingerprint(self.image)
         if not self.version: self.version = imagic.__version__
 
 # %% ../nbs/03_state.ipynb 11
-_META_KEYS = ('text', 'settings', 'model', 'model_fingerprint', 'image_fingerprint', 'version', 'family')
+_META_KEYS = ('text', 'settings', 'model', 'model_fingerprint', 'image_fingerprint', 'version', 'family', 'upscaler',
+              'upscaler_fingerprint')
 
 def _cond_tensors(name, cond) -> dict:
     "A condition as named tensors: `name` for the token embeddings, plus `name.pooled` and `time_ids` for SDXL."
@@ -88,6 +96,9 @@ def _save(self:ImagicState, path) -> Path:
                'embed_losses': torch.tensor(self.embed_losses, dtype=torch.float64),
                'finetune_losses': torch.tensor(self.finetune_losses, dtype=torch.float64)}
     tensors.update({f'unet.{k}': v for k, v in self.unet_weights.items()})
+    if self.upscaler_fingerprint:
+        tensors.update({f'upscaler.{k}': v for k, v in self.upscaler_weights.items()})
+        tensors.update(e_up=self.e_up, image_full=self.image_full, upscaler_losses=torch.tensor(self.upscaler_losses, dtype=torch.float64))
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {k: getattr(self, k) for k in _META_KEYS}
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={'format': STATE_FORMAT, 'imagic': json.dumps(meta)}))
@@ -112,7 +123,10 @@ def _load(cls, path) -> ImagicState:
     if missing: raise ValueError(f"{path} lacks {', '.join(sorted(missing))}")
     return cls(e_tgt=_cond_from(tensors, 'e_tgt'), e_opt=_cond_from(tensors, 'e_opt'), image=tensors['image'],
                unet_weights={k[5:]: v for k, v in tensors.items() if k.startswith('unet.')},
-               embed_losses=tensors['embed_losses'].tolist(), finetune_losses=tensors['finetune_losses'].tolist(), **info)
+               embed_losses=tensors['embed_losses'].tolist(), finetune_losses=tensors['finetune_losses'].tolist(),
+               upscaler_weights={k[9:]: v for k, v in tensors.items() if k.startswith('upscaler.')},
+               e_up=tensors.get('e_up'), image_full=tensors.get('image_full'),
+               upscaler_losses=tensors['upscaler_losses'].tolist() if 'upscaler_losses' in tensors else [], **info)
 
 ImagicState.load = classmethod(_load)
 
@@ -140,6 +154,23 @@ def _finetuned_unet(self:ImagicState, pipe):
     unet.requires_grad_(False); unet.eval()
     return unet
 
+def _check_upscaler(self:ImagicState, up):
+    "Raise ValueError unless this state fine-tuned an upscaler, and `up` is that upscaler."
+    if not self.upscaler_fingerprint: raise ValueError("this state has no fine-tuned upscaler: it was fitted without a cascade")
+    if model_fingerprint(up) != self.upscaler_fingerprint:
+        raise ValueError(f"this state's upscaler was fitted on another upscaler ({self.upscaler!r}); load that one to use it")
+
+def _finetuned_upscaler(self:ImagicState, up):
+    "A copy of `up.unet` with this state's fine-tuned upscaler weights (`up.unet` itself is untouched)."
+    self.check_upscaler(up)
+    unet = copy.deepcopy(up.unet)
+    sd = unet.state_dict()
+    unet.load_state_dict({k: v.to(sd[k].dtype) for k, v in self.upscaler_weights.items()}, strict=False)
+    unet.requires_grad_(False); unet.eval()
+    return unet
+
+ImagicState.check_upscaler, ImagicState.finetuned_upscaler = _check_upscaler, _finetuned_upscaler
+
 def _check_image(self:ImagicState, image:torch.Tensor):
     "Raise ValueError unless `image` (at the model's resolution) is the one this state was fitted on."
     if image_fingerprint(image) != self.image_fingerprint:
@@ -150,11 +181,12 @@ ImagicState.check_model, ImagicState.finetuned_unet, ImagicState.check_image = _
 # %% ../nbs/03_state.ipynb 16
 class Imagic:
     "Imagic on a diffusers pipeline: `fit` an image to a target text once, then `edit` at any η and seeds."
-    def __init__(self, pipe, settings=None, **overrides):
+    def __init__(self, pipe, settings=None, upscaler=None, **overrides):
         if isinstance(settings, dict): settings = Settings.for_model(pipe, **settings)
-        self.pipe = pipe
+        if upscaler is not None: upscale_factor(upscaler)  # an x4 upscaler, or a clear error
+        self.pipe, self.upscaler = pipe, upscaler
         self.settings = (settings if settings is not None else Settings.for_model(pipe)).replace(**overrides)
-        self.state, self._unet = None, None
+        self.state, self._unet, self._upscaler_unet = None, None, None
 
     def __repr__(self):
         fitted = f'fitted to {self.state.text!r}' if self.state else 'not fitted'
@@ -167,11 +199,15 @@ def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkp
     if not isinstance(text, str) or not text.strip(): raise ValueError("the target text is empty")
     pipe, s = self.pipe, self.settings
     size = image_size(pipe)
+    up = self.upscaler
+    full = size * upscale_factor(up) if up is not None else size  # with a cascade, the input comes at the upscaler's size
     if isinstance(image, torch.Tensor): x, side = image, image.shape[-1]
     else:
         img = open_image(image); side = min(img.size)  # the centred square `load_image` crops: SDXL's original size
-        x = load_image(img, size)
-    if tuple(x.shape) != (3, size, size): raise ValueError(f"image tensor must be (3, {size}, {size}), got {tuple(x.shape)}")
+        x = load_image(img, full)
+    if tuple(x.shape) != (3, full, full): raise ValueError(f"image tensor must be (3, {full}, {full}), got {tuple(x.shape)}")
+    x_full = x
+    if up is not None: x = load_image(to_pil(x_full)[0], size)  # the base model fits the input downsized
     latents = encode_image(pipe, x)
     e_tgt = encode_text(pipe, text, original_size=original_size or (side, side))
     e_opt, unet, l1, l2 = fit_stages(pipe, latents, e_tgt, s, progress=progress, checkpoint_dir=checkpoint_dir,
@@ -181,7 +217,18 @@ def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkp
                              image=x.cpu().float(), text=text, settings=s.to_dict(), model=str(pipe.name_or_path),
                              model_fingerprint=model_fingerprint(pipe), embed_losses=l1, finetune_losses=l2,
                              family=model_family(pipe))
-    self._unet = unet
+    self._unet, self._upscaler_unet = unet, None
+    if up is not None:  # the cascade: fine-tune the upscaler on (input at base size -> input at full size) under e_tgt
+        e_up = encode_text(up, text)
+        ck = Checkpoint(Path(checkpoint_dir) / 'upscaler.safetensors', checkpoint_every) if checkpoint_dir else None
+        u, l3 = finetune_upscaler(up, x_full, x, e_up, steps=s.upscaler_steps, lr=s.upscaler_lr, noise_level=s.upscaler_noise_level,
+                                  generator=make_generator(up.unet.device, s.seed), progress=progress, method=s.upscaler_method,
+                                  lora_rank=s.upscaler_lora_rank, gradient_checkpointing=s.gradient_checkpointing,
+                                  mixed_precision=s.mixed_precision, checkpoint=ck)
+        self.state.upscaler, self.state.upscaler_fingerprint = str(up.name_or_path), model_fingerprint(up)
+        self.state.upscaler_weights, self.state.upscaler_losses = changed_weights(up.unet, u), l3
+        self.state.e_up, self.state.image_full = e_up.cpu(), x_full.cpu().float()
+        self._upscaler_unet = u
     return self.state
 
 Imagic.fit = _fit
@@ -199,9 +246,14 @@ def _embeddings(self:Imagic, etas) -> list:
     dev = lambda c: cond_map(lambda t: t.to(self.pipe.unet.device), c)
     return [interpolate(dev(self.state.e_tgt), dev(self.state.e_opt), eta) for eta in etas]
 
+def _upscaler_unet(self:Imagic):
+    "The fine-tuned upscaler UNet (rebuilt from the state on first use after `load`)."
+    if self._upscaler_unet is None: self._upscaler_unet = self.state.finetuned_upscaler(self.upscaler)
+    return self._upscaler_unet
+
 def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None, pretrained:bool=False,
-          batch_size=None, progress:bool=True, callback=None) -> dict:
-    "Stage 3 for every η and seed in one batched loop: `images[eta][seed]` (PIL). `pretrained=True`: sample without fine-tuning (ablation)."
+          batch_size=None, progress:bool=True, callback=None, upscale:bool=True, pretrained_upscaler:bool=False) -> dict:
+    "Stage 3 for every η and seed in one batched loop: `images[eta][seed]` (PIL). `pretrained=True`: sample without fine-tuning (ablation). With a cascade each edit is upsampled by the fine-tuned upscaler under e_tgt (`upscale=False`: the base edits; `pretrained_upscaler=True`: the untouched upscaler, the cascade's ablation)."
     if self.state is None: raise RuntimeError("call fit() or Imagic.load() first")
     s = self.settings
     etas = [check_eta(e) for e in (s.etas if etas is None else ([etas] if isinstance(etas, (int, float)) else etas))]
@@ -210,7 +262,16 @@ def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None
     grid = generate_edits(self.pipe, dev(self.state.e_tgt), dev(self.state.e_opt), s, unet=self.pipe.unet if pretrained else self.unet,
                           etas=etas, seeds=seeds, guidance_scale=guidance_scale, steps=steps, batch_size=batch_size,
                           progress=progress, callback=callback)
+    if self.upscaler is not None and upscale:
+        s = self.settings
+        unet = self.upscaler.unet if pretrained_upscaler else self.upscaler_unet
+        flat = upscale_images(self.upscaler, [im for row in grid for im in row], self.state.e_up, seeds * len(etas), unet=unet,
+                              steps=s.upscaler_sample_steps, guidance_scale=s.upscaler_guidance_scale,
+                              noise_level=s.upscaler_noise_level, batch_size=batch_size)
+        grid = [flat[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(etas))]
     return {eta: dict(zip(seeds, row)) for eta, row in zip(etas, grid)}
+
+Imagic.upscaler_unet = property(_upscaler_unet)
 
 Imagic.unet = property(_unet)
 Imagic.embeddings, Imagic.edit = _embeddings, _edit
@@ -221,15 +282,16 @@ def _save_imagic(self:Imagic, path) -> Path:
     if self.state is None: raise RuntimeError("nothing to save: call fit() first")
     return self.state.save(path)
 
-def _from_state(cls, pipe, state:ImagicState, **overrides) -> Imagic:
-    "An `Imagic` on `pipe` holding a fitted `state` (checked against `pipe`); `overrides` change stage-3 settings."
+def _from_state(cls, pipe, state:ImagicState, upscaler=None, **overrides) -> Imagic:
+    "An `Imagic` on `pipe` (and `upscaler`, for a cascade state) holding a fitted `state`, checked against both; `overrides` change stage-3 settings."
     state.check_model(pipe)
-    im = cls(pipe, settings=Settings(**state.settings), **overrides)
+    if upscaler is not None: state.check_upscaler(upscaler)
+    im = cls(pipe, settings=Settings(**state.settings), upscaler=upscaler, **overrides)
     im.state = state
     return im
 
-def _load_imagic(cls, pipe, path, **overrides) -> Imagic:
-    "An `Imagic` on `pipe` with the state saved at `path` (checked against `pipe`); `overrides` change stage-3 settings."
-    return cls.from_state(pipe, ImagicState.load(path), **overrides)
+def _load_imagic(cls, pipe, path, upscaler=None, **overrides) -> Imagic:
+    "An `Imagic` on `pipe` (and `upscaler`) with the state saved at `path`, checked against both; `overrides` change stage-3 settings."
+    return cls.from_state(pipe, ImagicState.load(path), upscaler=upscaler, **overrides)
 
 Imagic.save, Imagic.from_state, Imagic.load = _save_imagic, classmethod(_from_state), classmethod(_load_imagic)

@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['N_MERGES', 'clip_bpe_path', 'write_clip_tokenizer', 'tiny_components', 'save_tiny_model', 'tiny_sdxl_components',
-           'save_tiny_sdxl_model']
+           'save_tiny_sdxl_model', 'tiny_upscaler_components', 'save_tiny_upscaler']
 
 # %% ../nbs/00_testing.ipynb 3
 import gzip
@@ -129,4 +129,34 @@ def save_tiny_sdxl_model(folder, **kwargs) -> Path:
     from diffusers import StableDiffusionXLPipeline
     folder = Path(folder)
     StableDiffusionXLPipeline(**tiny_sdxl_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+# %% ../nbs/00_testing.ipynb 18
+def tiny_upscaler_components(seed:int=0, text_dim:int=32) -> dict:
+    "Randomly initialised x4-upscaler components (`StableDiffusionUpscalePipeline` format), v-prediction like the real one."
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32, 32), layers_per_block=1,
+                        down_block_types=('DownEncoderBlock2D',) * 3, up_block_types=('UpDecoderBlock2D',) * 3,
+                        norm_num_groups=8, scaling_factor=0.08333)
+    unet = UNet2DConditionModel(sample_size=32, in_channels=7, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+                                down_block_types=('CrossAttnDownBlock2D', 'DownBlock2D'), up_block_types=('UpBlock2D', 'CrossAttnUpBlock2D'),
+                                cross_attention_dim=text_dim, attention_head_dim=8, norm_num_groups=16, num_class_embeds=1000)
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=text_dim, intermediate_size=2 * text_dim, num_hidden_layers=2,
+                                                num_attention_heads=4, max_position_embeddings=77, bos_token_id=49406,
+                                                eos_token_id=49407, pad_token_id=49407))
+    with tempfile.TemporaryDirectory() as d:
+        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(d))
+    return dict(vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer,
+                low_res_scheduler=DDPMScheduler(num_train_timesteps=1000, beta_schedule='scaled_linear', beta_start=0.0001, beta_end=0.02),
+                scheduler=DDIMScheduler(num_train_timesteps=1000, beta_schedule='scaled_linear', beta_start=0.0001, beta_end=0.02,
+                                        clip_sample=False, set_alpha_to_one=False, prediction_type='v_prediction'),
+                max_noise_level=350)
+
+def save_tiny_upscaler(folder, **kwargs) -> Path:
+    "Build `tiny_upscaler_components(**kwargs)` and save them as an x4-upscaler diffusers folder; returns the folder."
+    from diffusers import StableDiffusionUpscalePipeline
+    folder = Path(folder)
+    StableDiffusionUpscalePipeline(**tiny_upscaler_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
     return folder
