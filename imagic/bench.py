@@ -94,23 +94,35 @@ def _eta_name(eta, seed): return f'eta{eta:.2f}_seed{seed}.png'
 def _method_name(method, seed): return f'{method}_seed{seed}.png'
 
 class _ImageCache:
-    "Each input image loaded and encoded once per process."
-    def __init__(self, pipe, folder, fit): self.pipe, self.folder, self.fit, self.cache = pipe, Path(folder), fit, {}
+    "Each input image loaded and encoded once per process (at `factor` times the model's size for a cascade)."
+    def __init__(self, pipe, folder, fit, factor=1): self.pipe, self.folder, self.fit, self.factor, self.cache = pipe, Path(folder), fit, factor, {}
     def __call__(self, name):
         if name not in self.cache:
             img = open_image(self.folder / 'originals' / name)
-            x = load_image(img, image_size(self.pipe), fit=self.fit)
-            self.cache = {name: (x, encode_image(self.pipe, x), img.size)}  # keep one: items are grouped by image
+            x = load_image(img, image_size(self.pipe) * self.factor, fit=self.fit)
+            lat = encode_image(self.pipe, x) if self.factor == 1 else None  # a cascade fits through `Imagic`
+            self.cache = {name: (x, lat, img.size)}  # keep one: items are grouped by image
         return self.cache[name]
 
 def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip_model:str='shapes',
-             clip_pretrained=None, lpips_net:str='alex', progress:bool=False, method:str='imagic') -> dict:
-    "Fit, sample, score and write one item atomically (or run a baseline `method` of `imagic.baselines` on it); returns its record (as in `item.json`)."
+             clip_pretrained=None, lpips_net:str='alex', progress:bool=False, method:str='imagic', upscaler=None) -> dict:
+    "Fit, sample, score and write one item atomically (or run a baseline `method` of `imagic.baselines` on it; with `upscaler`, the cascade); returns its record (as in `item.json`)."
     from imagic.metrics import clip_score, lpips_distance
     x, lat, size = cache(item.img_name)
     t0 = time.perf_counter()
     seeds, l1, l2 = list(settings.seeds), [], []
-    if method == 'imagic':
+    if method == 'imagic' and upscaler is not None:  # the cascade: base fit, upscaler fit, upsampled edits
+        from imagic.state import Imagic
+        side = min(size) if fit == 'crop' else max(size)
+        ed = Imagic(pipe, settings, upscaler=upscaler)
+        ed.fit(x, item.target_text, progress=progress, original_size=(side, side))
+        l1, l2 = ed.state.embed_losses, ed.state.finetune_losses
+        t1 = time.perf_counter()
+        etas = list(settings.etas)
+        res = ed.edit(progress=progress)
+        grid = [[res[eta][s] for s in seeds] for eta in etas]
+        names = [[_eta_name(eta, s) for s in seeds] for eta in etas]
+    elif method == 'imagic':
         side = min(size) if fit == 'crop' else max(size)  # the square the model sees, before resizing (SDXL's original size)
         e_tgt = encode_text(pipe, item.target_text, original_size=(side, side))
         e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, settings, progress=progress)
@@ -187,7 +199,7 @@ def _check_method(out, method):
         return
 
 def run_bench(dataset, out, pipe, settings:Settings, fit:str='pad', clip_model:str='shapes', clip_pretrained=None,
-              lpips_net:str='alex', progress:bool=False, log=print, distributed=None, method:str='imagic') -> dict:
+              lpips_net:str='alex', progress:bool=False, log=print, distributed=None, method:str='imagic', upscaler=None) -> dict:
     "Run every unfinished item of `dataset` this process owns with `method` (Imagic or a baseline), then (on the main process) rebuild the summary. An item a method cannot run (a baseline without a source caption) is skipped with a one-line reason."
     items = read_dataset(dataset)
     rank, world, barrier = 0, 1, (lambda: None)
@@ -197,10 +209,12 @@ def run_bench(dataset, out, pipe, settings:Settings, fit:str='pad', clip_model:s
     _check_method(out, method)
     todo = [it for it in mine if not item_done(out, it)]
     log(f'process {rank + 1}/{world}: {len(mine)} item(s), {len(mine) - len(todo)} already done, {len(todo)} to run')
-    cache = _ImageCache(pipe, dataset, fit)
+    if upscaler is not None and method != 'imagic': raise ValueError(f"--upscaler is Imagic's cascade; {method} has none")
+    from imagic.cascade import upscale_factor
+    cache = _ImageCache(pipe, dataset, fit, upscale_factor(upscaler) if upscaler is not None else 1)
     failed = []
     for k, it in enumerate(todo):
-        try: rec = run_item(pipe, it, cache, out, settings, fit, clip_model, clip_pretrained, lpips_net, progress, method)
+        try: rec = run_item(pipe, it, cache, out, settings, fit, clip_model, clip_pretrained, lpips_net, progress, method, upscaler)
         except ValueError as e:
             if method == 'imagic': raise
             failed.append(dict(id=it.id, reason=str(e)))

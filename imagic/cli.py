@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 
 import imagic
-from .core import FITS, PRESETS, Settings, atomic_write, image_size, load_image, open_image, restore_aspect
+from .core import FITS, PRESETS, Settings, atomic_write, image_size, load_image, open_image, restore_aspect, to_pil
 from .stages import Checkpoint
 from .state import Imagic, ImagicState
 from .baselines import METHODS, knobs_for
@@ -66,6 +66,13 @@ _SETTING_OPTS = [  # (flag, Settings field, type, help)
     ('--guidance', 'guidance_scale', _pos_float, 'classifier-free guidance scale'),
     ('--sample-steps', 'sample_steps', _nonneg_int, 'DDIM sampling steps'),
     ('--train-seed', 'seed', _nonneg_int, 'seed of the training noise of stages 1-2'),
+    ('--upscaler-steps', 'upscaler_steps', _nonneg_int, 'cascade: Adam steps fine-tuning the upscaler'),
+    ('--upscaler-lr', 'upscaler_lr', _pos_float, "cascade: the upscaler's learning rate"),
+    ('--upscaler-noise-level', 'upscaler_noise_level', _nonneg_int, 'cascade: noise level of the low-resolution input'),
+    ('--upscaler-sample-steps', 'upscaler_sample_steps', _nonneg_int, "cascade: the upscaler's sampler steps"),
+    ('--upscaler-guidance', 'upscaler_guidance_scale', _pos_float, "cascade: the upscaler's guidance scale"),
+    ('--upscaler-method', 'upscaler_method', str, "cascade: 'full' or 'lora' fine-tuning of the upscaler"),
+    ('--upscaler-lora-rank', 'upscaler_lora_rank', _nonneg_int, "cascade: LoRA rank (with --upscaler-method lora)"),
 ]
 
 EPILOG = """examples:
@@ -84,6 +91,8 @@ def _common(p):
     g.add_argument('--model', default='shapes', help="bundled model name, local diffusers folder, or hub id (default: shapes)")
     g.add_argument('--method', default='imagic', choices=METHOD_NAMES, help="editing method: imagic (default) or a baseline "
                    "of imagic.baselines (sdedit, ddim_inversion, ledits; those two need the input's caption)")
+    g.add_argument('--upscaler', default=None, help="the cascade: an x4 upscaler (bundled name, folder or hub id) fine-tuned on the "
+                   "input too; edits come out at its size")
     g.add_argument('--device', default=None, help='torch device, e.g. cpu, cuda, cuda:1 (default: a GPU if there is one)')
     g.add_argument('--dtype', default=None, choices=['float32', 'float16', 'bfloat16'], help='weights dtype (default: float16 on CUDA, else float32)')
     g = p.add_argument_group('settings (default: the model\'s recommended ones)')
@@ -155,6 +164,18 @@ def _load_model(args):
     try: return load_pipeline(args.model, device=args.device, dtype=dtype)
     except (FileNotFoundError, ValueError, OSError) as e: raise UsageError(str(e).splitlines()[0]) from None
 
+def _load_upscaler(args, pipe):
+    "The cascade's x4 upscaler from --upscaler (None without it), on the base model's device and dtype."
+    if not args.upscaler: return None
+    from imagic.cascade import upscale_factor
+    from imagic.core import load_pipeline
+    if args.method != 'imagic': raise UsageError(f"--upscaler is Imagic's cascade; --method {args.method} has none")
+    try:
+        up = load_pipeline(args.upscaler, device=pipe.unet.device, dtype=pipe.unet.dtype)
+        upscale_factor(up)
+    except (FileNotFoundError, ValueError, OSError) as e: raise UsageError(f"--upscaler: {str(e).splitlines()[0]}") from None
+    return up
+
 def _progress(args) -> bool: return not args.quiet and sys.stderr.isatty()
 
 # %% ../nbs/13_cli.ipynb 14
@@ -201,10 +222,14 @@ def cmd_edit(args) -> int:
         try: state = ImagicState.load(args.load_state)
         except (FileNotFoundError, ValueError) as e: raise UsageError(str(e)) from None
     pipe = _load_model(args)
+    up = _load_upscaler(args, pipe)
     settings = _settings(args, pipe)
     x = load_image(img, image_size(pipe), fit=args.fit)
+    x_fit = load_image(img, image_size(pipe) * up.vae_scale_factor, fit=args.fit) if up is not None else x  # a cascade fits the full size
     if state is not None:
-        try: state.check_model(pipe); state.check_image(x)
+        try:
+            state.check_model(pipe); state.check_image(x if up is None else load_image(to_pil(x_fit)[0], image_size(pipe)))
+            if up is not None: state.check_upscaler(up)
         except ValueError as e: raise UsageError(f"{args.load_state}: {e}") from None
         if state.text != args.text: raise UsageError(f"{args.load_state} was fitted to the text {state.text!r}, not {args.text!r}")
     out = Path(args.out)
@@ -213,7 +238,7 @@ def cmd_edit(args) -> int:
     progress, timings, resumed = _progress(args), {}, None
     t0 = time.perf_counter()
     if state is not None:
-        editor = Imagic.from_state(pipe, state, etas=settings.etas, seeds=settings.seeds,
+        editor = Imagic.from_state(pipe, state, upscaler=up, etas=settings.etas, seeds=settings.seeds,
                                    guidance_scale=settings.guidance_scale, sample_steps=settings.sample_steps)
         state_path = Path(args.load_state)
     else:
@@ -222,9 +247,9 @@ def cmd_edit(args) -> int:
         if args.resume:
             resumed = {n: Checkpoint(ckdir / f'{n}.safetensors').saved_step() for n in ('stage1', 'stage2')}
             _say(args, f"imagic: resuming from {ckdir}: " + ', '.join(f'{n} at step {k}' for n, k in resumed.items()))
-        editor = Imagic(pipe, settings)
+        editor = Imagic(pipe, settings, upscaler=up)
         side = min(input_size) if args.fit == 'crop' else max(input_size)  # the square before resizing (SDXL's size ids)
-        editor.fit(x, args.text, progress=progress, checkpoint_dir=ckdir, checkpoint_every=max(1, args.checkpoint_every),
+        editor.fit(x_fit, args.text, progress=progress, checkpoint_dir=ckdir, checkpoint_every=max(1, args.checkpoint_every),
                    original_size=(side, side))
         timings['fit_s'] = time.perf_counter() - t0
         state_path = editor.save(Path(args.save_state) if args.save_state else out / 'state.safetensors')
@@ -265,6 +290,7 @@ def cmd_bench(args) -> int:
     dist = _distributed()
     if dist is not None and args.device is None: args.device = str(dist.device)
     pipe = _load_model(args)
+    up = _load_upscaler(args, pipe)
     settings = _settings(args, pipe)
     out = Path(args.out)
     if out.exists() and not out.is_dir(): raise UsageError(f"--out {out} exists and is not a folder")
@@ -273,7 +299,7 @@ def cmd_bench(args) -> int:
     try:
         summary = run_bench(args.dataset, out, pipe, settings, fit=args.fit, clip_model=args.clip_model,
                             clip_pretrained=args.clip_pretrained, lpips_net=args.lpips_net, progress=_progress(args),
-                            log=log, distributed=dist, method=args.method)
+                            log=log, distributed=dist, method=args.method, upscaler=up)
     except ValueError as e:
         if 'another output folder' in str(e): raise UsageError(str(e)) from None
         raise
