@@ -194,8 +194,13 @@ def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=20
         _log(f'rendered {n_images} scenes in {time.time() - t0:.0f} s', logf)
     vae = comps['vae']
     vae_losses = train_vae(vae, images, steps=vae_steps, full_steps=vae_full_steps, seed=seed, work=work, logf=logf, progress=progress)
-    with torch.no_grad():
-        lat = torch.cat([vae.encode(images[i:i + 500].float() / 127.5 - 1).latent_dist.mean for i in range(0, len(images), 500)])
+    cached = work / f'latents-{seed}-{n_images}.pt'  # a resumed run skips the encoding too (minutes on a CPU)
+    if cached.exists() and (work / 'vae.json').exists() and cached.stat().st_mtime >= (work / 'vae.json').stat().st_mtime:
+        lat = torch.load(cached, weights_only=True)
+    else:
+        with torch.no_grad():
+            lat = torch.cat([vae.encode(images[i:i + 500].float() / 127.5 - 1).latent_dist.mean for i in range(0, len(images), 500)])
+        torch.save(lat, cached)
     scale = float(1 / lat.std())
     vae.register_to_config(scaling_factor=scale)
     t1 = time.time()
