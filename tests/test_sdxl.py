@@ -102,7 +102,7 @@ def test_save_load_reproduces_edits_and_refuses_the_other_family(fitted, xl, tmp
     path = fitted.save(tmp_path / 'xl.safetensors')
     with safe_open(str(path), 'pt') as f:
         meta = f.metadata()
-    assert meta['format'] == 'imagic-state/2' and json.loads(meta['imagic'])['family'] == 'sdxl'
+    assert meta['format'] == imagic.state.STATE_FORMAT and json.loads(meta['imagic'])['family'] == 'sdxl'
     back = imagic.Imagic.load(xl, path)
     assert isinstance(back.state.e_opt, TextCondition)
     a, b = fitted.edit(progress=False), back.edit(progress=False)
