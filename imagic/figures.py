@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['METHOD_TITLES', 'texts_figure', 'seeds_figure', 'eta_strip', 'ablation_figure', 'tradeoff_figure', 'loss_figure',
-           'comparison_figure']
+           'comparison_figure', 'cascade_figure']
 
 # %% ../nbs/10_figures.ipynb 3
 from pathlib import Path
@@ -117,4 +117,13 @@ def comparison_figure(rows, methods=('sdedit', 'ddim_inversion', 'ledits', 'imag
         for c, m in enumerate(methods, 1):
             _show(axs[r, c], edits[m], METHOD_TITLES.get(m, m) if r == 0 else None)
     if len(rows): axs[0, 0].set_title('input', fontsize=8)
+    return _finish(fig, title, save)
+
+# %% ../nbs/10_figures.ipynb 22
+def cascade_figure(rows, titles=('input', 'base edit', 'pretrained upscaler', 'fine-tuned upscaler'),
+                   title='The cascade: the same base edit, upsampled without and with fine-tuning', save=None):
+    "One row per edit: the input at full size, the base edit, and the base edit upsampled by the pretrained and the fine-tuned upscaler."
+    fig, axs = _grid(len(rows), 4, cell=2.0)
+    for r, row in enumerate(rows):
+        for c, im in enumerate(row): _show(axs[r, c], im, titles[c] if r == 0 else None)
     return _finish(fig, title, save)
