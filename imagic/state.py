@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['STATE_FORMAT', 'READABLE_FORMATS', 'FAMILY_NAMES', 'image_fingerprint', 'model_fingerprint', 'changed_weights',
-           'ImagicState', 'Imagic']
+           'ImagicState', 'with_weights', 'Imagic']
 
 # %% ../nbs/03_state.ipynb 3
 import copy
@@ -143,16 +143,20 @@ def _check_model(self:ImagicState, pipe):
     if self.e_opt.shape[-1] != d or self.e_opt.shape != self.e_tgt.shape:
         raise ValueError(f"state embeddings {tuple(self.e_opt.shape)} do not fit the model's text width {d}")
 
+def with_weights(unet, weights:dict):
+    "A frozen copy of `unet` with `weights` (name -> tensor) loaded over its own; the original is untouched."
+    unet = copy.deepcopy(unet)
+    sd = unet.state_dict()
+    bad = [k for k, v in weights.items() if k not in sd or sd[k].shape != v.shape]
+    if bad: raise ValueError(f"state weights do not fit this UNet: {bad[:3]}")
+    unet.load_state_dict({k: v.to(sd[k].dtype) for k, v in weights.items()}, strict=False)
+    unet.requires_grad_(False); unet.eval()
+    return unet
+
 def _finetuned_unet(self:ImagicState, pipe):
     "A copy of `pipe.unet` with this state's fine-tuned weights (`pipe.unet` itself is untouched)."
     self.check_model(pipe)
-    unet = copy.deepcopy(pipe.unet)
-    sd = unet.state_dict()
-    bad = [k for k, v in self.unet_weights.items() if k not in sd or sd[k].shape != v.shape]
-    if bad: raise ValueError(f"state weights do not fit this UNet: {bad[:3]}")
-    unet.load_state_dict({k: v.to(sd[k].dtype) for k, v in self.unet_weights.items()}, strict=False)
-    unet.requires_grad_(False); unet.eval()
-    return unet
+    return with_weights(pipe.unet, self.unet_weights)
 
 def _check_upscaler(self:ImagicState, up):
     "Raise ValueError unless this state fine-tuned an upscaler, and `up` is that upscaler."
@@ -163,11 +167,7 @@ def _check_upscaler(self:ImagicState, up):
 def _finetuned_upscaler(self:ImagicState, up):
     "A copy of `up.unet` with this state's fine-tuned upscaler weights (`up.unet` itself is untouched)."
     self.check_upscaler(up)
-    unet = copy.deepcopy(up.unet)
-    sd = unet.state_dict()
-    unet.load_state_dict({k: v.to(sd[k].dtype) for k, v in self.upscaler_weights.items()}, strict=False)
-    unet.requires_grad_(False); unet.eval()
-    return unet
+    return with_weights(up.unet, self.upscaler_weights)
 
 ImagicState.check_upscaler, ImagicState.finetuned_upscaler = _check_upscaler, _finetuned_upscaler
 
