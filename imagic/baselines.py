@@ -143,7 +143,9 @@ def imagic_edit(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), 
     return ed.edit(etas=[eta], seeds=seeds, progress=False)[eta]
 
 # %% ../nbs/15_baselines.ipynb 23
-def _record_key(i, method): return f'{i}:{method}'
+def _record_key(i, edit, method, seeds, knobs) -> str:
+    "What a stored record must match to be reused: the edit (index and texts), the method, the seeds and the knobs."
+    return json.dumps([i, edit.source_text, edit.text, method, list(seeds), knobs], sort_keys=True, default=str)
 
 def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'), seeds=(0, 1, 2, 3), knobs=None,
             records=None, keep_images:bool=False, clip_model='shapes', progress:bool=True) -> list:
@@ -157,19 +159,19 @@ def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'
     done = {}
     if records is not None and Path(records).exists():
         for line in Path(records).read_text().splitlines():
-            r = json.loads(line); done[_record_key(r['edit'], r['method'])] = r
+            r = json.loads(line); done[r['key']] = r
     out = []
     res = image_size(pipe)
     jobs = [(i, e, m) for i, e in enumerate(edits) for m in methods]
     for i, e, m in tqdm(jobs, desc='compare', disable=not progress):
-        key = _record_key(i, m)
+        key = _record_key(i, e, m, seeds, knobs.get(m, {}))
         if key in done and not keep_images: out.append(done[key]); continue
         src = Image.fromarray(render(e.source, res))
         t0 = time.perf_counter()
         ims = METHODS[m](pipe, src, e.text, source_text=e.source_text, seeds=seeds, **knobs.get(m, {}))
         secs = time.perf_counter() - t0
         shown = [ims[s] for s in seeds]
-        rec = dict(edit=i, kind=e.kind, method=m, seconds=secs, judged=[judge(e, im) for im in shown],
+        rec = dict(key=key, edit=i, kind=e.kind, method=m, seconds=secs, judged=[judge(e, im) for im in shown],
                    clip=float(clip_score(shown, e.text, clip_model).mean()),
                    one_minus_lpips=float(1 - lpips_distance(shown, load_image(src, res)).mean()))
         if records is not None:
