@@ -2,15 +2,18 @@
 
 Rows: a naive reference loop written here the way the public community pipeline works (batch 1, float32,
 full fine-tuning with Adam over every UNet weight, training noise drawn on the CPU each step, the
-unconditional embedding recomputed and one image per sampling call), and imagic's `paper` and `fast`
-presets. Columns: per stage, time per step and total time; stage 2's memory (CPU: peak RSS above the RSS
+unconditional embedding recomputed and one image per sampling call), the model's recommended settings
+(`Settings.for_model(model)`), and imagic's `paper` and `fast` presets. Columns: per stage, time per step and total time; stage 2's memory (CPU: peak RSS above the RSS
 after the pipeline is loaded; CUDA: torch.cuda.max_memory_allocated above the loaded model); then the
 η × seed sampling grid, batched (float32, and under bf16 autocast) against one call per image; then edit
-success on the bundled world's held-out edits (same criteria as the bundled-model issue) for `paper`, `fast`
-and `fast` sampled under bf16 autocast.
+success on the bundled world's held-out edits (`imagic.world`: one seed of four must reach the asked
+attribute and keep every other one) with the recommended settings and with `fast`, on the same edits, and a
+paired test of the two (an exact one-sided sign test on the edits where exactly one of them succeeds).
+The records are `imagic.world.run_edits` records: give `--records` the report notebook's file
+(`nbs/world/06_heldout.jsonl`) and the edits it holds are not fitted again.
 
     python benchmarks/speed.py --quick            # a smoke check, under 10 minutes on a 2-core CPU
-    python benchmarks/speed.py                    # every step count in full, 30 held-out edits (2 processes share them)
+    python benchmarks/speed.py                    # every step count in full, 64 held-out edits (2 processes share them)
     python benchmarks/speed.py --sd15 --device cuda   # Stable Diffusion 1.5-sized random components, 512x512
     python benchmarks/speed.py --sdxl --device cuda   # SDXL-sized random components, 1024x1024: paper and fast presets,
                                                       # a few steps per stage extrapolated, in a few minutes
@@ -30,7 +33,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-CONFIGS = ('naive', 'paper', 'fast')
+CONFIGS = ('naive', 'recommended', 'paper', 'fast')
+QUALITY_CONFIGS = ('recommended', 'fast')
 
 
 # ---------------------------------------------------------------- memory
@@ -131,7 +135,7 @@ def sdxl_random(device, dtype, tiny=False):
 
 def settings_for(config, args, pipe=None):
     from imagic.core import Settings
-    name = 'paper' if config == 'naive' else config
+    name = 'paper' if config == 'naive' else None if config == 'recommended' else config
     return Settings.for_model(pipe if args.sdxl else None if args.sd15 else args.model, preset=name)
 
 
@@ -185,7 +189,7 @@ def worker(args):
     size = pipe.unet.config.sample_size * pipe.vae_scale_factor
     x = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
     latents = encode_image(pipe, x).float()
-    e = cond_map(lambda t: t.float(), encode_text(pipe, 'a blue circle on a white background'))
+    e = cond_map(lambda t: t.float(), encode_text(pipe, 'a blue bird spreading its wings on a sky background'))
     steps = args.steps if args.steps else (s.embed_steps if args.stage == 1 else s.finetune_steps)
     lr = s.embed_lr if args.stage == 1 else s.finetune_lr
     warm = 2
@@ -226,7 +230,7 @@ def sampling(args, pipe):
     from imagic.core import encode_text
     from imagic.stages import generate_latents
     etas, seeds = [i / 10 for i in range(11)], [0, 1, 2, 3]
-    a, b = encode_text(pipe, 'a red circle on a white background'), encode_text(pipe, 'a blue circle on a white background')
+    a, b = encode_text(pipe, 'a red bird standing on a white background'), encode_text(pipe, 'a red bird pecking on a white background')
     embs = [eta * b + (1 - eta) * a for eta in etas]
     steps = 10 if args.quick else 50
     def grid(precision):
@@ -250,7 +254,7 @@ def sampling(args, pipe):
 
 # ---------------------------------------------------------------- quality
 def quality_settings(args, config):
-    "A preset's settings; 'fast+<precision>' is the fast preset sampled under that autocast."
+    "A configuration's settings ('recommended' or a preset); 'fast+<precision>' is the fast preset sampled under that autocast."
     preset, _, low = config.partition('+')
     s = settings_for(preset, args)
     if low: s = s.replace(sample_precision=low)
@@ -258,64 +262,75 @@ def quality_settings(args, config):
 
 
 def quality_worker(args):
-    "Fit and judge held-out edits `args.edit_ids` with one preset; one JSON line per edit, appended to `args.records`."
-    from imagic.world_eval import heldout_edits, run_edits
+    "Fit and judge held-out edits `args.edit_ids` with one configuration, stored in `args.records` as it goes (the recommended settings with the ablation)."
     import imagic
+    from imagic.world import heldout_edits, run_edits
     pipe = imagic.load_pipeline(args.model, device=args.device)
     s = quality_settings(args, args.config)
-    edits = heldout_edits(args.edits)  # the first n of the held-out stream, as in the bundled-model issue
+    edits = heldout_edits(args.edits)  # the first n of the held-out stream, as in the bundled world's issue
     for i in (int(k) for k in args.edit_ids.split(',')):
-        r = run_edits(pipe, [edits[i]], s, etas=s.etas, seeds=s.seeds, ablation=False, progress=False)[0]
-        line = dict(config=args.config, edit=i, fit_s=r['fit_s'], judged=[[*k, v['attr'], v['layout'], v['both']] for k, v in r['judged'].items()])
-        with open(args.records, 'a') as f: f.write(json.dumps(line) + '\n')
+        run_edits(pipe, [edits[i]], s, etas=s.etas, seeds=s.seeds, ablation=args.config == 'recommended', progress=False,
+                  records=args.records)
 
 
 def _threads_per_job(args): return max(1, (os.cpu_count() or 1) // args.jobs)
 
 
-def _done_records(path, config):
-    recs = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try: r = json.loads(line)
-            except json.JSONDecodeError: continue  # a line cut by an interruption: that edit runs again
-            if r['config'] == config: recs[r['edit']] = r
-    return recs
+def _stored(args, config, n):
+    "The held-out edits among the first `n` whose records for `config` are already stored: index -> record."
+    from imagic.world import heldout_edits
+    from imagic.world.edits import _record_key, read_records
+    s = quality_settings(args, config)
+    store = read_records(args.records)
+    keys = [_record_key(e, s, s.etas, s.seeds, config == 'recommended') for e in heldout_edits(n)]
+    return {i: store[k] for i, k in enumerate(keys) if k in store}
 
 
 def quality(args, config, n):
-    """Edit success of `config` on the first `n` held-out edits, judged as in the bundled-model issue. The edits are
-    shared among `args.jobs` worker processes (the cores split evenly among them); records already in
-    `args.records` from an interrupted run are reused."""
-    from imagic.world_eval import success_rates
-    path = Path(args.records)
-    todo = [i for i in range(n) if i not in _done_records(path, config)]
+    """Edit success of `config` on the first `n` held-out edits. The edits are shared among `args.jobs` worker
+    processes (the cores split evenly among them); records already in `args.records` are reused."""
+    from imagic.world import success_rates
+    done = _stored(args, config, n)
+    todo = [i for i in range(n) if i not in done]
     procs = []
     for j in range(min(args.jobs, len(todo))):
         ids = ','.join(str(i) for i in todo[j::args.jobs])
-        cmd = [sys.executable, __file__, '--quality-worker', '--config', config, '--edit-ids', ids, '--records', str(path),
+        cmd = [sys.executable, __file__, '--quality-worker', '--config', config, '--edit-ids', ids, '--records', str(args.records),
                '--device', args.device, '--model', args.model, '--edits', str(n)] + (['--quick'] if args.quick else [])
         env = {**os.environ, **({'OMP_NUM_THREADS': str(_threads_per_job(args))} if args.jobs > 1 else {})}
         procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
     for p in procs:
         err = p.communicate()[1]
         if p.returncode: sys.exit(f'quality worker failed ({config}):\n{err[-3000:]}')
-    recs = [dict(fit_s=r['fit_s'], judged={(m, e, sd): dict(attr=a, layout=l, both=b) for m, e, sd, a, l, b in r['judged']})
-            for i, r in sorted(_done_records(path, config).items()) if i < n]
+    recs = [r for i, r in sorted(_stored(args, config, n).items())]
     s = quality_settings(args, config)
-    return dict(config=config, edits=len(recs), fit_s=sum(r['fit_s'] for r in recs) / len(recs),
-                rates={str(eta): success_rates(recs, eta) for eta in s.etas})
+    out = dict(config=config, edits=len(recs), fit_s=sum(r['fit_s'] for r in recs) / len(recs),
+               rates={str(eta): success_rates(recs, eta) for eta in s.etas}, etas=list(s.etas),
+               per_edit={str(eta): [any(v['both'] for (m, e, sd), v in r['judged'].items() if m == 'finetuned' and e == eta)
+                                    for r in recs] for eta in s.etas})
+    if config == 'recommended':
+        out['ablation'] = {str(eta): success_rates(recs, eta, 'pretrained') for eta in s.etas}
+    return out
+
+
+def sign_test(a, b) -> dict:
+    "Paired comparison of two success lists over the same edits: exact one-sided sign test that `b` succeeds less often than `a`."
+    from math import comb
+    only_a = sum(x and not y for x, y in zip(a, b)); only_b = sum(y and not x for x, y in zip(a, b))
+    n = only_a + only_b
+    p = sum(comb(n, k) for k in range(only_a, n + 1)) / 2 ** n if n else 1.0
+    return dict(only_first=only_a, only_second=only_b, p=p)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--quick', action='store_true', help='few steps per stage (totals extrapolated), 2 edits per preset: a smoke check')
     ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    ap.add_argument('--model', default='shapes')
+    ap.add_argument('--model', default='birds', help='bundled name, folder or hub id (default: the bundled birds model)')
     ap.add_argument('--sd15', action='store_true', help='Stable Diffusion 1.5-sized random components at 512x512 (speed and memory only)')
     ap.add_argument('--sdxl', action='store_true', help='SDXL-sized random components at 1024x1024: paper and fast presets, 3 steps per stage extrapolated (speed and memory only)')
     ap.add_argument('--tiny', action='store_true', help='with --sdxl: the tiny test SDXL instead (a smoke check of that path on a CPU)')
-    ap.add_argument('--edits', type=int, default=0, help='held-out edits per preset for quality (default: 2 quick, 30 full)')
+    ap.add_argument('--edits', type=int, default=0, help='held-out edits per configuration for quality (default: 2 quick, 64 full)')
     ap.add_argument('--sample-batch', type=int, default=None, help='images per denoising batch in the grid (default: all)')
     ap.add_argument('--sample-precision', default='bf16', choices=('no', 'bf16', 'fp16'),
                     help='also time the batched grid with this autocast (default bf16; no: skip)')
@@ -356,6 +371,7 @@ def main():
         if args.json: Path(args.json).write_text(json.dumps(out, indent=1))
         return
     mem = {m['config']: m['peak_mib'] for m in out['stages'] if m['stage'] == 2}
+    out['fit_s'] = totals
     print("\nstages 1+2 end to end: " + ', '.join(f'{c} {t:.0f} s' for c, t in totals.items())
           + f"; fast is {totals['paper'] / totals['fast']:.1f}x faster than paper, {totals['naive'] / totals['fast']:.1f}x than naive")
     print(f"stage-2 memory: fast {mem['fast']:.0f} MiB = {mem['fast'] / mem['paper']:.2f} of full fine-tuning (paper preset)")
@@ -367,17 +383,27 @@ def main():
         print(f"  batched with {smp['precision']} autocast {smp['batched_low_s']:.1f} s = {smp['speedup_low']:.1f}x "
               f"(latent difference: largest {smp['max_diff_low']:.2f}, mean {smp['mean_diff_low']:.3f}; latents reach {smp['latent_scale']:.1f})")
     if not args.sd15:
-        n = args.edits or (2 if args.quick else 30)
+        n = args.edits or (2 if args.quick else 64)
         if args.records is None:
             import tempfile
             args.records = str(Path(tempfile.mkdtemp(prefix='imagic-speed-')) / 'records.jsonl')
         threads = f'{args.jobs} jobs x {_threads_per_job(args)} thread(s)' if args.jobs > 1 else f'{torch.get_num_threads()} threads'
         print(f"\nedit success on held-out edits (records: {args.records}; fit time per edit with {threads})")
-        print("| preset | edits | fit s/edit | η | attribute | layout | both |\n|---|---|---|---|---|---|---|")
-        for config in ('paper', 'fast') + ((f'fast+{args.sample_precision}',) if args.sample_precision != 'no' else ()):
-            q = quality(args, config, n); out['quality'].append(q)
+        print("| settings | edits | fit s/edit | η | attribute | kept | both | pretrained (ablation) both |\n|---|---|---|---|---|---|---|---|")
+        qs = {}
+        for config in QUALITY_CONFIGS:
+            q = qs[config] = quality(args, config, n); out['quality'].append(q)
             for eta, r in q['rates'].items():
-                print(f"| {config} | {q['edits']} | {q['fit_s']:.1f} | {eta} | {r['attr']:.0%} | {r['layout']:.0%} | {r['both']:.0%} |", flush=True)
+                abl = f"{q['ablation'][eta]['both']:.0%}" if 'ablation' in q else '—'
+                print(f"| {config} | {q['edits']} | {q['fit_s']:.1f} | {eta} | {r['attr']:.0%} | {r['kept']:.0%} | {r['both']:.0%} | {abl} |", flush=True)
+        rec, fast = qs['recommended'], qs['fast']
+        mid = str(rec['etas'][len(rec['etas']) // 2])
+        fmid = str(fast['etas'][len(fast['etas']) // 2])
+        t = sign_test(rec['per_edit'][mid], fast['per_edit'][fmid]); out['paired'] = dict(t, eta_recommended=mid, eta_fast=fmid)
+        print(f"\npaired over the same {len(rec['per_edit'][mid])} edits at the middle η (recommended {mid}, fast {fmid}): "
+              f"{t['only_first']} succeed only with the recommended settings, {t['only_second']} only with fast; "
+              f"one-sided exact sign test that fast is worse: p = {t['p']:.3f}"
+              f" ({'not ' if t['p'] >= 0.05 else ''}significant at 5%)")
     if args.json: Path(args.json).write_text(json.dumps(out, indent=1))
 
 

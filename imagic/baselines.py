@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .core import (Settings, cond_map, encode_image, encode_text, image_size, load_image, model_family,
+from .core import (DEFAULT_CLIP, Settings, cond_map, encode_image, encode_text, image_size, load_image, model_family,
                          recommended_settings, to_pil, unet_inputs)
 
 # %% ../nbs/15_baselines.ipynb 6
@@ -148,7 +148,7 @@ def _record_key(i, edit, method, seeds, knobs) -> str:
     return json.dumps([i, edit.source_text, edit.text, method, list(seeds), knobs], sort_keys=True, default=str)
 
 def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'), seeds=(0, 1, 2, 3), knobs=None,
-            records=None, keep_images:bool=False, clip_model='shapes', progress:bool=True) -> list:
+            records=None, keep_images:bool=False, clip_model=DEFAULT_CLIP, progress:bool=True) -> list:
     "Run each method on each world edit; one record per (edit, method): per-seed judgments, mean CLIP score and 1 − LPIPS, seconds."
     from tqdm.auto import tqdm
     from imagic.metrics import clip_score, lpips_distance

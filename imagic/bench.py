@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import Settings, atomic_write, encode_image, encode_text, image_size, load_image, open_image, restore_aspect
+from .core import DEFAULT_CLIP, Settings, atomic_write, encode_image, encode_text, image_size, load_image, open_image, restore_aspect
 from .stages import fit_stages, generate_edits
 
 # %% ../nbs/12_bench.ipynb 6
@@ -59,22 +59,24 @@ def read_dataset(folder) -> list:
     return items
 
 # %% ../nbs/12_bench.ipynb 8
-def write_world_dataset(folder, n_images:int=3, seed:int=10_000_103, res:int=32) -> Path:
-    "A TEdBench-format folder of held-out world scenes with one or two target texts each (colour, shape or background changes)."
+def write_world_dataset(folder, n_images:int=3, seed:int=10_000_103, res:int=64) -> Path:
+    "A TEdBench-format folder of held-out world scenes with one or two target texts each (the world's edit kinds in turn: pose, colour, background, accessory), and each input's caption."
     from dataclasses import replace
-    from imagic.shapes_world import BACKGROUNDS, COLOURS, SHAPES, random_scene, render
+    from imagic.world.scene import ACCESSORIES, BACKGROUNDS, COLOURS, POSES, random_scene, render
+    from imagic.world.edits import EDIT_KINDS
     from PIL import Image
+    options = {'pose': tuple(POSES), 'colour': tuple(COLOURS), 'background': tuple(BACKGROUNDS), 'accessory': ACCESSORIES}
     folder = Path(folder); (folder / 'originals').mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    entries = []
+    entries, k = [], 0
     for i in range(n_images):
         src = random_scene(rng); name = f'scene{i}.png'
         Image.fromarray(render(src, res)).save(folder / 'originals' / name)
-        kinds = ['colour', 'shape', 'background'][i % 3:] + ['colour', 'shape', 'background'][:i % 3]
-        for kind in kinds[:1 + (i % 2 == 0)]:
-            opts = {'colour': [c for c in COLOURS if c != src.colour], 'shape': [s for s in SHAPES if s != src.shape],
-                    'background': [b for b in BACKGROUNDS if b != src.background]}[kind]
-            entries.append({'img_name': name, 'target_text': replace(src, **{kind: opts[rng.integers(len(opts))]}).caption})
+        for _ in range(1 + (i % 2 == 0)):
+            kind = EDIT_KINDS[k % len(EDIT_KINDS)]; k += 1
+            opts = [v for v in options[kind] if v != getattr(src, kind)]
+            entries.append({'img_name': name, 'target_text': replace(src, **{kind: opts[rng.integers(len(opts))]}).caption,
+                            'source_text': src.caption})
     (folder / 'input_list.json').write_text(json.dumps(entries, indent=1))
     return folder
 
@@ -104,7 +106,7 @@ class _ImageCache:
             self.cache = {name: (x, lat, img.size)}  # keep one: items are grouped by image
         return self.cache[name]
 
-def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip_model:str='shapes',
+def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip_model:str=DEFAULT_CLIP,
              clip_pretrained=None, lpips_net:str='alex', progress:bool=False, method:str='imagic', upscaler=None) -> dict:
     "Fit, sample, score and write one item atomically (or run a baseline `method` of `imagic.baselines` on it; with `upscaler`, the cascade); returns its record (as in `item.json`)."
     from imagic.metrics import clip_score, lpips_distance
@@ -198,7 +200,7 @@ def _check_method(out, method):
         if had != method: raise ValueError(f"{out} holds results of method {had!r}; give {method!r} another output folder")
         return
 
-def run_bench(dataset, out, pipe, settings:Settings, fit:str='pad', clip_model:str='shapes', clip_pretrained=None,
+def run_bench(dataset, out, pipe, settings:Settings, fit:str='pad', clip_model:str=DEFAULT_CLIP, clip_pretrained=None,
               lpips_net:str='alex', progress:bool=False, log=print, distributed=None, method:str='imagic', upscaler=None) -> dict:
     "Run every unfinished item of `dataset` this process owns with `method` (Imagic or a baseline), then (on the main process) rebuild the summary. An item a method cannot run (a baseline without a source caption) is skipped with a one-line reason."
     items = read_dataset(dataset)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .core import pil_to_tensor
+from .core import DEFAULT_CLIP, pil_to_tensor
 
 # %% ../nbs/09_metrics.ipynb 6
 def as_batch(images) -> torch.Tensor:
@@ -130,13 +130,15 @@ def lpips_distance(a, b, net:str='alex', device='cpu', min_side:int=LPIPS_MIN_SI
 @lru_cache(maxsize=4)
 def _clip(model:str, pretrained, device:str):
     import open_clip
-    from imagic.world_clip import CLIP_DIR
-    if model == 'shapes': model = 'local-dir:' + str(CLIP_DIR)
+    from imagic.core import RETIRED_MODELS, retired_message
+    from imagic.world.clip import CLIP_DIR
+    if model in RETIRED_MODELS: raise ValueError(f"CLIP {model!r}: {retired_message(model)}")
+    if model == DEFAULT_CLIP: model = 'local-dir:' + str(CLIP_DIR)
     elif Path(model).is_dir(): model = 'local-dir:' + str(Path(model).resolve())
     m, _, preprocess = open_clip.create_model_and_transforms(model, pretrained=pretrained, device=device)
     return m.eval(), preprocess, open_clip.get_tokenizer(model)
 
-def clip_score(images, texts, model:str='shapes', pretrained=None, device='cpu', reduction:str='none') -> torch.Tensor:
+def clip_score(images, texts, model:str=DEFAULT_CLIP, pretrained=None, device='cpu', reduction:str='none') -> torch.Tensor:
     "100 × max(cos(image, text), 0) per (image, text) pair (a single text applies to all images); `reduction='mean'` averages."
     m, preprocess, tokenizer = _clip(str(model), pretrained, str(device))
     x = as_batch(images)
@@ -151,7 +153,7 @@ def clip_score(images, texts, model:str='shapes', pretrained=None, device='cpu',
 
 # %% ../nbs/09_metrics.ipynb 19
 def tradeoff(editors, etas=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=(0, 1, 2, 3),
-             clip_model:str='shapes', clip_pretrained=None, lpips_net:str='alex', progress:bool=False, **edit_kwargs) -> list:
+             clip_model:str=DEFAULT_CLIP, clip_pretrained=None, lpips_net:str='alex', progress:bool=False, **edit_kwargs) -> list:
     "η sweep over fitted `Imagic` objects: rows of (eta, clip, clip_std, fidelity, fidelity_std, n)."
     editors = [editors] if not isinstance(editors, (list, tuple)) else list(editors)
     per_eta = {float(e): {'clip': [], 'fid': []} for e in etas}

@@ -18,8 +18,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import imagic
-from .core import (Settings, TextCondition, atomic_write, check_eta, cond_map, encode_image, encode_text, image_size,
-                         load_image, make_generator, model_family, open_image, to_pil)
+from .core import (RETIRED_MODELS, Settings, TextCondition, atomic_write, check_eta, cond_map, encode_image, encode_text, image_size,
+                         load_image, make_generator, model_family, open_image, retired_message, to_pil)
 from .stages import Checkpoint, fit_stages, generate_edits, interpolate
 from .cascade import finetune_upscaler, upscale as upscale_images, upscale_factor
 
@@ -119,6 +119,8 @@ def _load(cls, path) -> ImagicState:
     if meta.get('format') not in READABLE_FORMATS:
         raise ValueError(f"{path} is a safetensors file but not an imagic state (format {meta.get('format')!r})")
     info = json.loads(meta['imagic'])
+    retired = [name for name, fp in RETIRED_MODELS.items() if info.get('model_fingerprint') == fp]
+    if retired: raise ValueError(f"{path} was fitted on {retired[0]!r}: {retired_message(retired[0])}")
     missing = {'e_tgt', 'e_opt', 'image'} - set(tensors)
     if missing: raise ValueError(f"{path} lacks {', '.join(sorted(missing))}")
     return cls(e_tgt=_cond_from(tensors, 'e_tgt'), e_opt=_cond_from(tensors, 'e_opt'), image=tensors['image'],

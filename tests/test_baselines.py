@@ -20,8 +20,8 @@ def bundled():
 
 @pytest.fixture(scope='module')
 def scene():
-    from imagic.shapes_world import Scene, render
-    return Image.fromarray(render(Scene('circle', 'red', 'white', .4, .55, .35), 32))
+    from imagic.world import Scene, render
+    return Image.fromarray(render(Scene('standing', 'red', 'white', 'none', .45, .55, .36, 'left', 'black', 'plain')))
 
 
 def test_registry_names():
@@ -30,10 +30,10 @@ def test_registry_names():
 
 @pytest.mark.parametrize('name', sorted(METHODS))
 def test_every_method_on_the_bundled_model_is_seeded(bundled, scene, name):
-    kw = dict(source_text='a red circle on a white background', seeds=(0, 1), **QUICK[name])
-    a = METHODS[name](bundled, scene, 'a blue circle on a white background', **kw)
-    b = METHODS[name](bundled, scene, 'a blue circle on a white background', **kw)
-    assert list(a) == [0, 1] and all(im.size == (32, 32) for im in a.values())
+    kw = dict(source_text='a red bird standing on a white background', seeds=(0, 1), **QUICK[name])
+    a = METHODS[name](bundled, scene, 'a blue bird standing on a white background', **kw)
+    b = METHODS[name](bundled, scene, 'a blue bird standing on a white background', **kw)
+    assert list(a) == [0, 1] and all(im.size == (64, 64) for im in a.values())
     for s in a: assert np.array_equal(np.asarray(a[s]), np.asarray(b[s]))  # the same call gives the same images
     same = np.array_equal(np.asarray(a[0]), np.asarray(a[1]))
     assert same == (name == 'ddim_inversion')  # only the inversion is deterministic: its seeds are one try
@@ -42,25 +42,25 @@ def test_every_method_on_the_bundled_model_is_seeded(bundled, scene, name):
 @pytest.mark.parametrize('name', ['ddim_inversion', 'ledits'])
 def test_inverting_methods_need_a_source_caption(bundled, scene, name):
     with pytest.raises(ValueError, match='source_text'):
-        METHODS[name](bundled, scene, 'a blue circle on a white background', seeds=(0,))
+        METHODS[name](bundled, scene, 'a blue bird standing on a white background', seeds=(0,))
 
 
 def test_stored_knobs_are_defaults_and_imagic_settings_ignore_them(tmp_path, bundled):
     import shutil
     from imagic.baselines import store_knobs
     from imagic.core import BUNDLED_MODELS
-    folder = shutil.copytree(BUNDLED_MODELS['shapes'], tmp_path / 'm')
+    folder = shutil.copytree(BUNDLED_MODELS['birds'], tmp_path / 'm')
     store_knobs(folder, 'ledits', {'edit_guidance_scale': 9.0})
     pipe = imagic.load_pipeline(folder, device='cpu')
     assert knobs_for(pipe, 'ledits')['edit_guidance_scale'] == 9.0 and knobs_for(pipe, 'ledits', edit_guidance_scale=2)['edit_guidance_scale'] == 2
-    assert imagic.Settings.for_model(folder) == imagic.Settings.for_model('shapes')
+    assert imagic.Settings.for_model(folder) == imagic.Settings.for_model('birds')
 
 
 def test_cli_edit_with_a_baseline(scene, tmp_path):
     photo = tmp_path / 'in.png'; scene.save(photo)
     out = tmp_path / 'out'
-    code = main(['edit', str(photo), 'a blue circle on a white background', '--out', str(out), '--method', 'ddim_inversion',
-                 '--source-text', 'a red circle on a white background', '--seeds', '0', '1', '-q', '--device', 'cpu'])
+    code = main(['edit', str(photo), 'a blue bird standing on a white background', '--out', str(out), '--method', 'ddim_inversion',
+                 '--source-text', 'a red bird standing on a white background', '--seeds', '0', '1', '-q', '--device', 'cpu'])
     assert code == 0
     info = json.loads((out / 'edit.json').read_text())
     assert info['method'] == 'ddim_inversion' and [o['file'] for o in info['outputs']] == ['ddim_inversion_seed0.png', 'ddim_inversion_seed1.png']
@@ -79,7 +79,7 @@ def test_bench_with_a_baseline_skips_items_without_a_source_caption(tmp_path):
     from imagic.bench import write_world_dataset
     ds = write_world_dataset(tmp_path / 'ds', n_images=2)
     entries = json.loads((ds / 'input_list.json').read_text())
-    entries[0]['source_text'] = 'a caption of the input'  # only the first item carries one
+    for e in entries[1:]: e.pop('source_text')  # only the first item keeps its input's caption
     (ds / 'input_list.json').write_text(json.dumps(entries))
     out = tmp_path / 'res'
     assert main(['bench', str(ds), '--out', str(out), '--method', 'ddim_inversion', '--seeds', '0', '-q', '--device', 'cpu']) == 0

@@ -115,6 +115,7 @@ BAD_EDITS = [  # (argv after 'edit' with {bad}/{photo}/{state}/{other} placehold
     (['{bad}/small.png', 'a cat'], 'at least 16'),
     (['{photo}', 'a cat', '--model', '{bad}/no-such-model'], 'unknown model'),
     (['{photo}', 'a cat', '--model', 'nobody-xyz/no-such-model'], 'could not load model'),
+    (['{photo}', 'a cat', '--model', 'shapes'], 'retired'),
     (['{photo}', 'a cat', '--model', '{tiny}', '--load-state', '{bad}/pickled.safetensors'], 'not an imagic state'),
     (['{photo}', 'a cat', '--model', '{tiny}', '--load-state', '{bad}/evil.safetensors'], 'not an imagic state'),
     (['{photo}', 'a blue square', '--model', '{other}', '--load-state', '{state}'], 'another model'),

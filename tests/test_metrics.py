@@ -13,7 +13,10 @@ from PIL import Image
 import imagic
 from imagic import metrics
 from imagic.metrics import clip_score, lpips_distance, lpips_trunk_path, pick_eta, tradeoff
-from imagic.shapes_world import Scene, make_dataset, render
+from dataclasses import replace
+
+from imagic.world import Scene, render
+from imagic.world.train import make_dataset
 
 REF = Path(__file__).resolve().parents[2] / 'shared' / 'lpips-reference'
 
@@ -66,7 +69,7 @@ def test_clip_score_prefers_the_true_caption():
     imgs, scenes = make_dataset(30, seed=77)
     ims = [Image.fromarray(i.permute(1, 2, 0).numpy()) for i in imgs]
     true = clip_score(ims, [s.caption for s in scenes])
-    wrong = clip_score(ims, [Scene(s.shape, 'red' if s.colour != 'red' else 'blue', s.background, 0.5, 0.5, 0.3).caption for s in scenes])
+    wrong = clip_score(ims, [replace(s, colour='red' if s.colour != 'red' else 'blue').caption for s in scenes])
     assert true.shape == (30,) and (true >= 0).all() and (true <= 100).all()
     assert (true > wrong).float().mean() >= 0.9
     assert abs(clip_score(ims, [s.caption for s in scenes], reduction='mean').item() - true.mean().item()) < 1e-4
@@ -76,7 +79,8 @@ def test_clip_score_prefers_the_true_caption():
 
 def test_tradeoff_table_and_pick_eta(pipe):
     ed = imagic.Imagic(pipe, embed_steps=2, finetune_steps=2, sample_steps=2)
-    ed.fit(Image.fromarray(render(Scene('circle', 'red', 'white', 0.4, 0.4, 0.3), 32)), 'a blue circle on a white background', progress=False)
+    ed.fit(Image.fromarray(render(Scene('standing', 'red', 'white', 'none', 0.5, 0.5, 0.36, 'left', 'none', 'plain'))),
+           'a blue bird standing on a white background', progress=False)
     table = tradeoff([ed], etas=(0.0, 0.5, 1.0), seeds=(0, 1))
     assert [r['eta'] for r in table] == [0.0, 0.5, 1.0] and all(r['n'] == 2 for r in table)
     assert all(0 <= r['fidelity'] <= 1 and 0 <= r['clip'] <= 100 for r in table)

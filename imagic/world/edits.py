@@ -4,12 +4,14 @@
 
 # %% auto 0
 __all__ = ['EDIT_KINDS', 'POSITION_TOL', 'SIZE_TOL', 'Edit', 'heldout_edits', 'validation_edits', 'kept_fields', 'judge',
-           'perturb', 'sample_quality', 'run_edits', 'success_rates', 'rates_table']
+           'perturb', 'sample_quality', 'read_records', 'run_edits', 'success_rates', 'rates_table']
 
 # %% ../../nbs/world/03_edits.ipynb 3
+import json
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -119,15 +121,40 @@ def sample_quality(pipe, n:int=300, guidance_scale:float=5.0, steps:int=50, seed
     return dict(n=n, **acc, **spread, images=ims, captions=chosen, probes=probes)
 
 # %% ../../nbs/world/03_edits.ipynb 17
+def _record_key(edit:Edit, settings, etas, seeds, ablation:bool) -> str:
+    "What makes a stored record reusable: the edit, every setting, the η and seeds sampled, and whether the ablation ran."
+    return json.dumps([asdict(edit.source), asdict(edit.target), edit.kind, settings.to_dict(),
+                       [float(e) for e in etas], [int(s) for s in seeds], bool(ablation)], sort_keys=True)
+
+def _record_line(key:str, rec:dict) -> str:
+    judged = [[m, e, s, *(bool(v[c]) for c in ('attr', 'kept', 'both'))] for (m, e, s), v in rec['judged'].items()]
+    return json.dumps(dict(key=key, judged=judged, **{k: v for k, v in rec.items() if k.endswith('_s')}))
+
+def read_records(path) -> dict:
+    "The records stored in a `run_edits` `.jsonl` file, by key (a line cut short by an interruption is skipped)."
+    out = {}
+    if path is None or not Path(path).exists(): return out
+    for line in Path(path).read_text().splitlines():
+        try: d = json.loads(line)
+        except json.JSONDecodeError: continue
+        src, tgt, kind = json.loads(d['key'])[:3]
+        out[d['key']] = dict(edit=Edit(Scene(**src), Scene(**tgt), kind), images={}, embed_losses=[], finetune_losses=[],
+                             judged={(m, e, s): dict(attr=a, kept=k, both=b) for m, e, s, a, k, b in d['judged']},
+                             **{k: v for k, v in d.items() if k.endswith('_s')})
+    return out
+
 def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=(0, 1, 2, 3),
-              ablation:bool=True, progress:bool=True, keep_images:bool=False) -> list:
-    "Fit and sample every edit; one record per edit with judgments per (model, η, seed) and timings."
+              ablation:bool=True, progress:bool=True, keep_images:bool=False, records=None) -> list:
+    "Fit and sample every edit; one record per edit with judgments per (model, η, seed) and timings. With `records` (a .jsonl path), finished edits are stored there and reused."
     from tqdm.auto import tqdm
     from imagic.core import encode_image, encode_text, image_size, pil_to_tensor
     from imagic.stages import fit_stages, generate_edits
     res = image_size(pipe)
-    records = []
+    stored = read_records(records)
+    out = []
     for edit in tqdm(edits, desc='edits', disable=not progress):
+        key = _record_key(edit, settings, etas, seeds, ablation)
+        if key in stored and not keep_images: out.append(stored[key]); continue
         x = pil_to_tensor(Image.fromarray(render(edit.source, res)))
         t0 = time.perf_counter()
         lat = encode_image(pipe, x)
@@ -143,8 +170,11 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
                 for seed, im in zip(seeds, row):
                     rec['judged'][(model, eta, seed)] = judge(edit, im)
                     if keep_images: rec['images'][(model, eta, seed)] = im
-        records.append(rec)
-    return records
+        if records is not None:
+            Path(records).parent.mkdir(parents=True, exist_ok=True)
+            with open(records, 'a') as f: f.write(_record_line(key, rec) + '\n')
+        out.append(rec)
+    return out
 
 def success_rates(records, eta:float, model:str='finetuned', kind:str=None) -> dict:
     "Share of edits (of one `kind`, or all) in which some seed reaches the attribute, keeps the rest, and does both on one seed, at `eta`."

@@ -4,7 +4,8 @@
 
 # %% auto 0
 __all__ = ['TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED', 'MODEL_RES', 'WORK_DIR', 'make_dataset', 'components',
-           'save_checkpoint', 'load_checkpoint', 'train_vae', 'train_denoiser', 'train_model', 'main']
+           'save_checkpoint', 'load_checkpoint', 'train_vae', 'train_denoiser', 'encode_cached', 'save_model',
+           'train_model', 'main']
 
 # %% ../../nbs/world/02_train.ipynb 3
 import json
@@ -176,6 +177,22 @@ def train_denoiser(comps, latents, caption_ids, scene_captions, steps:int=5000, 
     return losses
 
 # %% ../../nbs/world/02_train.ipynb 18
+def encode_cached(vae, images:torch.Tensor, cached:Path, chunk:int=500) -> torch.Tensor:
+    "Latent means of uint8 `images` (n, 3, H, W) under `vae`, kept in the file `cached` and reused while it is newer than the VAE's checkpoint beside it."
+    ckpt = cached.parent / 'vae.json'
+    if cached.exists() and ckpt.exists() and cached.stat().st_mtime >= ckpt.stat().st_mtime: return torch.load(cached, weights_only=True)
+    with torch.no_grad():
+        lat = torch.cat([vae.encode(images[i:i + chunk].float() / 127.5 - 1).latent_dist.mean for i in range(0, len(images), chunk)])
+    torch.save(lat, cached)
+    return lat
+
+def save_model(pipeline_cls, comps:dict, out:Path, info:dict, curves:dict):
+    "Save `comps` as a diffusers folder of `pipeline_cls` at `out`, weights in float16 safetensors, with `training_log.json`: `info` and the loss `curves` (5 digits)."
+    for k in ('vae', 'unet', 'text_encoder'): comps[k] = torch.nn.Module.to(comps[k], torch.float16)
+    pipeline_cls(**comps).save_pretrained(out, safe_serialization=True)
+    curves = {k: [float(f'{v:.5g}') for v in c] for k, c in curves.items()}
+    (Path(out) / 'training_log.json').write_text(json.dumps({**info, **curves}))
+
 def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=2000, vae_full_steps:int=300, steps:int=5000,
                 batch:int=64, lr:float=5e-4, workers:int=2, progress:bool=True) -> Path:
     "Train the bundled birds model from `seed` and save it as a diffusers folder at `out` (float16 safetensors). Rerun with the same `work` to resume."
@@ -194,13 +211,7 @@ def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=20
         _log(f'rendered {n_images} scenes in {time.time() - t0:.0f} s', logf)
     vae = comps['vae']
     vae_losses = train_vae(vae, images, steps=vae_steps, full_steps=vae_full_steps, seed=seed, work=work, logf=logf, progress=progress)
-    cached = work / f'latents-{seed}-{n_images}.pt'  # a resumed run skips the encoding too (minutes on a CPU)
-    if cached.exists() and (work / 'vae.json').exists() and cached.stat().st_mtime >= (work / 'vae.json').stat().st_mtime:
-        lat = torch.load(cached, weights_only=True)
-    else:
-        with torch.no_grad():
-            lat = torch.cat([vae.encode(images[i:i + 500].float() / 127.5 - 1).latent_dist.mean for i in range(0, len(images), 500)])
-        torch.save(lat, cached)
+    lat = encode_cached(vae, images, work / f'latents-{seed}-{n_images}.pt')  # a resumed run skips the encoding (minutes on a CPU)
     scale = float(1 / lat.std())
     vae.register_to_config(scaling_factor=scale)
     t1 = time.time()
@@ -209,12 +220,9 @@ def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=20
     caption_ids = tok(all_captions() + [''], padding='max_length', max_length=tok.model_max_length, truncation=True, return_tensors='pt').input_ids
     losses = train_denoiser(comps, lat * scale, caption_ids, scene_captions, steps=steps, batch=batch, lr=lr, seed=seed,
                             work=work, logf=logf, progress=progress)
-    for k in ('vae', 'unet', 'text_encoder'): comps[k] = torch.nn.Module.to(comps[k], torch.float16)
-    StableDiffusionPipeline(**comps).save_pretrained(out, safe_serialization=True)
     info = dict(seed=seed, n_images=n_images, vae_steps=vae_steps, vae_full_steps=vae_full_steps, steps=steps, batch=batch, lr=lr,
                 scaling_factor=scale, seconds_to_vae=round(t1 - t0), denoiser_seconds=round(time.time() - t1))
-    curves = {'vae_losses': [float(f'{v:.5g}') for v in vae_losses], 'denoiser_losses': [float(f'{v:.5g}') for v in losses]}
-    (out / 'training_log.json').write_text(json.dumps({**info, **curves}))
+    save_model(StableDiffusionPipeline, comps, out, info, {'vae_losses': vae_losses, 'denoiser_losses': losses})
     _log(f'saved to {out} after {time.time() - t0:.0f} s', logf)
     return out
 

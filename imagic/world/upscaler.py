@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from .scene import all_captions, random_scene, render
-from .train import (MODEL_RES, TRAIN_SEED, WORK_DIR, _ema_update, _log, _lr, load_checkpoint, save_checkpoint,
-                                train_vae)
+from .train import (MODEL_RES, TRAIN_SEED, WORK_DIR, _ema_update, _log, _lr, encode_cached, load_checkpoint,
+                                save_checkpoint, save_model, train_vae)
 
 # %% ../../nbs/world/05_upscaler.ipynb 5
 UPSCALER_RES = 4 * MODEL_RES   # 256 px
@@ -111,12 +111,7 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
         _log(f'rendered {n_images} pairs in {time.time() - t0:.0f} s', logf)
     vae = comps['vae']
     vae_losses = train_vae(vae, hi, steps=vae_steps, crop=vae_crop, full_steps=0, seed=seed, work=work, logf=logf, progress=progress)
-    cached = work / f'latents-{seed}-{n_images}.pt'
-    if cached.exists() and cached.stat().st_mtime >= (work / 'vae.json').stat().st_mtime: lat = torch.load(cached, weights_only=True)
-    else:
-        with torch.no_grad():
-            lat = torch.cat([vae.encode(hi[i:i + 100].float() / 127.5 - 1).latent_dist.mean for i in range(0, len(hi), 100)])
-        torch.save(lat, cached)
+    lat = encode_cached(vae, hi, work / f'latents-{seed}-{n_images}.pt', chunk=100)
     scale = float(1 / lat.std())
     vae.register_to_config(scaling_factor=scale)
     tok = comps['tokenizer']
@@ -125,12 +120,9 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
     t1 = time.time()
     losses = train_upscaler_unet(comps, lat * scale, lo.float() / 127.5 - 1, caption_emb, scene_captions, steps=steps, batch=batch,
                                  seed=seed, work=work, logf=logf, progress=progress)
-    for k in ('vae', 'unet', 'text_encoder'): comps[k] = torch.nn.Module.to(comps[k], torch.float16)
-    StableDiffusionUpscalePipeline(**comps).save_pretrained(out, safe_serialization=True)
     info = dict(seed=seed, n_images=n_images, vae_steps=vae_steps, vae_crop=vae_crop, steps=steps, batch=batch, scaling_factor=scale,
                 seconds_to_vae=round(t1 - t0), unet_seconds=round(time.time() - t1))
-    curves = {'vae_losses': [float(f'{v:.5g}') for v in vae_losses], 'unet_losses': [float(f'{v:.5g}') for v in losses]}
-    (out / 'training_log.json').write_text(json.dumps({**info, **curves}))
+    save_model(StableDiffusionUpscalePipeline, comps, out, info, {'vae_losses': vae_losses, 'unet_losses': losses})
     _log(f'saved to {out} after {time.time() - t0:.0f} s', logf)
     return out
 
