@@ -32,8 +32,8 @@ def _edit_succeeds(pipe, settings):
 # LoRA on every convolution and linear layer is the birds model's `fast` preset (test below); LoRA on the attention
 # projections alone is only checked for its structure here.
 LORA = dict(finetune_method='lora', lora_rank=8, finetune_lr=1e-3, finetune_steps=300)
-LEVERS = {  # each lever on the recommended settings (300 fine-tuning steps; fewer, with more samples per step)
-    'several samples per step': dict(finetune_batch=4, finetune_steps=150),
+LEVERS = {  # each lever on the recommended settings (300 fine-tuning steps)
+    'several samples per step': dict(finetune_batch=4),
     'gradient checkpointing': dict(gradient_checkpointing=True),
     'bf16 autocast': dict(mixed_precision='bf16'),
     'bf16 sampling': dict(sample_precision='bf16'),
