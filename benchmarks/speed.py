@@ -279,17 +279,15 @@ def _threads_per_job(args): return max(1, (os.cpu_count() or 1) // args.jobs)
 def _stored(args, config, n):
     "The held-out edits among the first `n` whose records for `config` are already stored: index -> record."
     from imagic.world import heldout_edits
-    from imagic.world.edits import _record_key, read_records
+    from imagic.world.edits import stored_records
     s = quality_settings(args, config)
-    store = read_records(args.records)
-    keys = [_record_key(e, s, s.etas, s.seeds, config == 'recommended') for e in heldout_edits(n)]
-    return {i: store[k] for i, k in enumerate(keys) if k in store}
+    return stored_records(args.records, heldout_edits(n), s, s.etas, s.seeds, config == 'recommended')
 
 
 def quality(args, config, n):
     """Edit success of `config` on the first `n` held-out edits. The edits are shared among `args.jobs` worker
     processes (the cores split evenly among them); records already in `args.records` are reused."""
-    from imagic.world import success_rates
+    from imagic.world.edits import edit_successes, success_rates
     done = _stored(args, config, n)
     todo = [i for i in range(n) if i not in done]
     procs = []
@@ -306,20 +304,10 @@ def quality(args, config, n):
     s = quality_settings(args, config)
     out = dict(config=config, edits=len(recs), fit_s=sum(r['fit_s'] for r in recs) / len(recs),
                rates={str(eta): success_rates(recs, eta) for eta in s.etas}, etas=list(s.etas),
-               per_edit={str(eta): [any(v['both'] for (m, e, sd), v in r['judged'].items() if m == 'finetuned' and e == eta)
-                                    for r in recs] for eta in s.etas})
+               per_edit={str(eta): edit_successes(recs, eta) for eta in s.etas})
     if config == 'recommended':
         out['ablation'] = {str(eta): success_rates(recs, eta, 'pretrained') for eta in s.etas}
     return out
-
-
-def sign_test(a, b) -> dict:
-    "Paired comparison of two success lists over the same edits: exact one-sided sign test that `b` succeeds less often than `a`."
-    from math import comb
-    only_a = sum(x and not y for x, y in zip(a, b)); only_b = sum(y and not x for x, y in zip(a, b))
-    n = only_a + only_b
-    p = sum(comb(n, k) for k in range(only_a, n + 1)) / 2 ** n if n else 1.0
-    return dict(only_first=only_a, only_second=only_b, p=p)
 
 
 def main():
@@ -399,6 +387,7 @@ def main():
         rec, fast = qs['recommended'], qs['fast']
         mid = str(rec['etas'][len(rec['etas']) // 2])
         fmid = str(fast['etas'][len(fast['etas']) // 2])
+        from imagic.world.edits import sign_test
         t = sign_test(rec['per_edit'][mid], fast['per_edit'][fmid]); out['paired'] = dict(t, eta_recommended=mid, eta_fast=fmid)
         print(f"\npaired over the same {len(rec['per_edit'][mid])} edits at the middle η (recommended {mid}, fast {fmid}): "
               f"{t['only_first']} succeed only with the recommended settings, {t['only_second']} only with fast; "

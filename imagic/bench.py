@@ -61,11 +61,9 @@ def read_dataset(folder) -> list:
 # %% ../nbs/12_bench.ipynb 8
 def write_world_dataset(folder, n_images:int=3, seed:int=10_000_103, res:int=64) -> Path:
     "A TEdBench-format folder of held-out world scenes with one or two target texts each (the world's edit kinds in turn: pose, colour, background, accessory), and each input's caption."
-    from dataclasses import replace
-    from imagic.world.scene import ACCESSORIES, BACKGROUNDS, COLOURS, POSES, random_scene, render
-    from imagic.world.edits import EDIT_KINDS
+    from imagic.world.scene import random_scene, render
+    from imagic.world.edits import EDIT_KINDS, make_edit
     from PIL import Image
-    options = {'pose': tuple(POSES), 'colour': tuple(COLOURS), 'background': tuple(BACKGROUNDS), 'accessory': ACCESSORIES}
     folder = Path(folder); (folder / 'originals').mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     entries, k = [], 0
@@ -73,10 +71,8 @@ def write_world_dataset(folder, n_images:int=3, seed:int=10_000_103, res:int=64)
         src = random_scene(rng); name = f'scene{i}.png'
         Image.fromarray(render(src, res)).save(folder / 'originals' / name)
         for _ in range(1 + (i % 2 == 0)):
-            kind = EDIT_KINDS[k % len(EDIT_KINDS)]; k += 1
-            opts = [v for v in options[kind] if v != getattr(src, kind)]
-            entries.append({'img_name': name, 'target_text': replace(src, **{kind: opts[rng.integers(len(opts))]}).caption,
-                            'source_text': src.caption})
+            edit = make_edit(src, EDIT_KINDS[k % len(EDIT_KINDS)], rng); k += 1
+            entries.append({'img_name': name, 'target_text': edit.text, 'source_text': edit.source_text})
     (folder / 'input_list.json').write_text(json.dumps(entries, indent=1))
     return folder
 

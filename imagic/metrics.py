@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .core import DEFAULT_CLIP, pil_to_tensor
+from .core import DEFAULT_CLIP, RETIRED_MODELS, pil_to_tensor, retired_message
 
 # %% ../nbs/09_metrics.ipynb 6
 def as_batch(images) -> torch.Tensor:
@@ -130,7 +130,6 @@ def lpips_distance(a, b, net:str='alex', device='cpu', min_side:int=LPIPS_MIN_SI
 @lru_cache(maxsize=4)
 def _clip(model:str, pretrained, device:str):
     import open_clip
-    from imagic.core import RETIRED_MODELS, retired_message
     from imagic.world.clip import CLIP_DIR
     if model in RETIRED_MODELS: raise ValueError(f"CLIP {model!r}: {retired_message(model)}")
     if model == DEFAULT_CLIP: model = 'local-dir:' + str(CLIP_DIR)
