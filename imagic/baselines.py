@@ -143,13 +143,19 @@ def imagic_edit(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), 
     return ed.edit(etas=[eta], seeds=seeds, progress=False)[eta]
 
 # %% ../nbs/15_baselines.ipynb 23
+def _resolved_knobs(pipe, method:str, given:dict) -> dict:
+    "Every value a method's run depends on: its knobs after defaults and the model's stored choice, and for Imagic its full settings."
+    k = knobs_for(pipe, method, **given)
+    if method == 'imagic': k = dict(eta=k.pop('eta'), settings=Settings.for_model(pipe, **k).to_dict())
+    return k
+
 def _record_key(i, edit, method, seeds, knobs) -> str:
-    "What a stored record must match to be reused: the edit (index and texts), the method, the seeds and the knobs."
+    "What a stored record must match to be reused: the edit (index and texts), the method, the seeds and the resolved knobs."
     return json.dumps([i, edit.source_text, edit.text, method, list(seeds), knobs], sort_keys=True, default=str)
 
 def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'), seeds=(0, 1, 2, 3), knobs=None,
-            records=None, keep_images:bool=False, clip_model=DEFAULT_CLIP, progress:bool=True) -> list:
-    "Run each method on each world edit; one record per (edit, method): per-seed judgments, mean CLIP score and 1 − LPIPS, seconds."
+            records=None, keep_images:bool=False, clip_model=DEFAULT_CLIP, stored_only:bool=False, progress:bool=True) -> list:
+    "Run each method on each world edit; one record per (edit, method): per-seed judgments, mean CLIP score and 1 − LPIPS, seconds. `stored_only`: read what `records` holds, run nothing."
     from tqdm.auto import tqdm
     from imagic.metrics import clip_score, lpips_distance
     from imagic.world import judge, render
@@ -164,8 +170,9 @@ def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'
     res = image_size(pipe)
     jobs = [(i, e, m) for i, e in enumerate(edits) for m in methods]
     for i, e, m in tqdm(jobs, desc='compare', disable=not progress):
-        key = _record_key(i, e, m, seeds, knobs.get(m, {}))
+        key = _record_key(i, e, m, seeds, _resolved_knobs(pipe, m, knobs.get(m, {})))
         if key in done and not keep_images: out.append(done[key]); continue
+        if stored_only: continue
         src = Image.fromarray(render(e.source, res))
         t0 = time.perf_counter()
         ims = METHODS[m](pipe, src, e.text, source_text=e.source_text, seeds=seeds, **knobs.get(m, {}))
@@ -212,12 +219,13 @@ KNOB_GRIDS = {
     'imagic': {'eta': (0.5, 0.6, 0.7, 0.8, 0.9)},
 }
 
-def choose_knob(pipe, method:str, edits, values=None, seeds=(0, 1, 2, 3), progress:bool=True, **fixed) -> tuple:
-    "The value of `method`'s knob with the highest 'both' rate on `edits` (ties: the first): (best knobs dict, [(value, rate)])."
+def choose_knob(pipe, method:str, edits, values=None, seeds=(0, 1, 2, 3), records=None, progress:bool=True, **fixed) -> tuple:
+    "The value of `method`'s knob with the highest 'both' rate on `edits` (ties: the first): (best knobs dict, [(value, rate)]). `records`: a .jsonl file that makes the search resumable."
     (name, grid), = (values.items() if values else KNOB_GRIDS[method].items())
     scores = []
     for v in grid:
-        recs = compare(pipe, edits, methods=(method,), seeds=seeds, knobs={method: {**fixed, name: v}}, progress=progress)
+        recs = compare(pipe, edits, methods=(method,), seeds=seeds, knobs={method: {**fixed, name: v}}, records=records,
+                       progress=progress)
         scores.append((v, comparison_table(recs)[-1]['both']))
     best = max(scores, key=lambda t: t[1])[0]  # max keeps the first of equals
     return {name: best}, scores
