@@ -21,7 +21,7 @@ import imagic
 from .core import (RETIRED_MODELS, Settings, TextCondition, atomic_write, check_eta, cond_map, encode_image, encode_text, image_size,
                          load_image, make_generator, model_family, open_image, retired_message, to_pil)
 from .stages import Checkpoint, fit_stages, generate_edits, interpolate
-from .cascade import finetune_upscaler, upscale as upscale_images, upscale_factor
+from .cascade import fit_upscaler, upscale_factor, upscale_with
 
 # %% ../nbs/03_state.ipynb 6
 def image_fingerprint(image:torch.Tensor) -> str:
@@ -221,12 +221,8 @@ def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkp
                              family=model_family(pipe))
     self._unet, self._upscaler_unet = unet, None
     if up is not None:  # the cascade: fine-tune the upscaler on (input at base size -> input at full size) under e_tgt
-        e_up = encode_text(up, text)
         ck = Checkpoint(Path(checkpoint_dir) / 'upscaler.safetensors', checkpoint_every) if checkpoint_dir else None
-        u, l3 = finetune_upscaler(up, x_full, x, e_up, steps=s.upscaler_steps, lr=s.upscaler_lr, noise_level=s.upscaler_noise_level,
-                                  generator=make_generator(up.unet.device, s.seed), progress=progress, method=s.upscaler_method,
-                                  lora_rank=s.upscaler_lora_rank, gradient_checkpointing=s.gradient_checkpointing,
-                                  mixed_precision=s.mixed_precision, checkpoint=ck)
+        u, l3, e_up = fit_upscaler(up, x_full, x, text, s, progress=progress, checkpoint=ck)
         self.state.upscaler, self.state.upscaler_fingerprint = str(up.name_or_path), model_fingerprint(up)
         self.state.upscaler_weights, self.state.upscaler_losses = changed_weights(up.unet, u), l3
         self.state.e_up, self.state.image_full = e_up.cpu(), x_full.cpu().float()
@@ -265,11 +261,9 @@ def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None
                           etas=etas, seeds=seeds, guidance_scale=guidance_scale, steps=steps, batch_size=batch_size,
                           progress=progress, callback=callback)
     if self.upscaler is not None and upscale:
-        s = self.settings
         unet = self.upscaler.unet if pretrained_upscaler else self.upscaler_unet
-        flat = upscale_images(self.upscaler, [im for row in grid for im in row], self.state.e_up, seeds * len(etas), unet=unet,
-                              steps=s.upscaler_sample_steps, guidance_scale=s.upscaler_guidance_scale,
-                              noise_level=s.upscaler_noise_level, batch_size=batch_size)
+        flat = upscale_with(self.upscaler, [im for row in grid for im in row], self.state.e_up, seeds * len(etas), s, unet=unet,
+                            batch_size=batch_size)
         grid = [flat[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(etas))]
     return {eta: dict(zip(seeds, row)) for eta, row in zip(etas, grid)}
 

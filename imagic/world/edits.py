@@ -121,13 +121,18 @@ def sample_quality(pipe, n:int=300, guidance_scale:float=5.0, steps:int=50, seed
     return dict(n=n, **acc, **spread, images=ims, captions=chosen, probes=probes)
 
 # %% ../../nbs/world/03_edits.ipynb 17
-def _record_key(edit:Edit, settings, etas, seeds, ablation:bool) -> str:
-    "What makes a stored record reusable: the edit, every setting, the η and seeds sampled, and whether the ablation ran."
+def _upscaler_id(up) -> list:
+    from imagic.state import model_fingerprint
+    return [str(getattr(up, 'name_or_path', '')), model_fingerprint(up)]
+
+def _record_key(edit:Edit, settings, etas, seeds, ablation:bool, upscaler=None) -> str:
+    "What makes a stored record reusable: the edit, every setting, the η and seeds sampled, whether the ablation ran, and the cascade's upscaler."
     return json.dumps([asdict(edit.source), asdict(edit.target), edit.kind, settings.to_dict(),
-                       [float(e) for e in etas], [int(s) for s in seeds], bool(ablation)], sort_keys=True)
+                       [float(e) for e in etas], [int(s) for s in seeds], bool(ablation)]
+                      + ([_upscaler_id(upscaler)] if upscaler is not None else []), sort_keys=True)
 
 def _record_line(key:str, rec:dict) -> str:
-    judged = [[m, e, s, *(bool(v[c]) for c in ('attr', 'kept', 'both'))] for (m, e, s), v in rec['judged'].items()]
+    judged = [[m, e, s, *(bool(v[c]) for c in ('attr', 'kept', 'both', 'fine') if c in v)] for (m, e, s), v in rec['judged'].items()]
     return json.dumps(dict(key=key, judged=judged, **{k: v for k, v in rec.items() if k.endswith('_s')}))
 
 def read_records(path) -> dict:
@@ -139,29 +144,32 @@ def read_records(path) -> dict:
         except json.JSONDecodeError: continue
         src, tgt, kind = json.loads(d['key'])[:3]
         out[d['key']] = dict(edit=Edit(Scene(**src), Scene(**tgt), kind), images={}, embed_losses=[], finetune_losses=[],
-                             judged={(m, e, s): dict(attr=a, kept=k, both=b) for m, e, s, a, k, b in d['judged']},
+                             judged={(m, e, s): dict(zip(('attr', 'kept', 'both', 'fine'), v)) for m, e, s, *v in d['judged']},
                              **{k: v for k, v in d.items() if k.endswith('_s')})
     return out
 
-def stored_records(path, edits, settings, etas, seeds, ablation:bool) -> dict:
-    "Of `edits`, those whose `run_edits` records with these settings, η, seeds and ablation are stored in `path`: index -> record."
+def stored_records(path, edits, settings, etas, seeds, ablation:bool, upscaler=None) -> dict:
+    "Of `edits`, those whose `run_edits` records with these settings, η, seeds, ablation and upscaler are stored in `path`: index -> record."
     store = read_records(path)
-    keys = [_record_key(e, settings, etas, seeds, ablation) for e in edits]
+    keys = [_record_key(e, settings, etas, seeds, ablation, upscaler) for e in edits]
     return {i: store[k] for i, k in enumerate(keys) if k in store}
 
 def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=(0, 1, 2, 3),
-              ablation:bool=True, progress:bool=True, keep_images:bool=False, records=None) -> list:
-    "Fit and sample every edit; one record per edit with judgments per (model, η, seed) and timings. With `records` (a .jsonl path), finished edits are stored there and reused."
+              ablation:bool=True, progress:bool=True, keep_images:bool=False, records=None, upscaler=None) -> list:
+    "Fit and sample every edit; one record per edit with judgments per (model, η, seed) and timings. With `records` (a .jsonl path), finished edits are stored there and reused. With `upscaler`, the cascade too (see below)."
     from tqdm.auto import tqdm
-    from imagic.core import encode_image, encode_text, image_size, pil_to_tensor
+    from imagic.cascade import fit_upscaler, upscale_factor, upscale_with
+    from imagic.core import encode_image, encode_text, image_size, load_image, pil_to_tensor, to_pil
     from imagic.stages import fit_stages, generate_edits
     res = image_size(pipe)
+    factor = upscale_factor(upscaler) if upscaler is not None else 1
     stored = read_records(records)
     out = []
     for edit in tqdm(edits, desc='edits', disable=not progress):
-        key = _record_key(edit, settings, etas, seeds, ablation)
+        key = _record_key(edit, settings, etas, seeds, ablation, upscaler)
         if key in stored and not keep_images: out.append(stored[key]); continue
-        x = pil_to_tensor(Image.fromarray(render(edit.source, res)))
+        x_full = pil_to_tensor(Image.fromarray(render(edit.source, res * factor)))
+        x = x_full if factor == 1 else load_image(to_pil(x_full)[0], res)  # as `Imagic.fit`: the base model fits the input downsized
         t0 = time.perf_counter()
         lat = encode_image(pipe, x)
         e_tgt = encode_text(pipe, edit.text)
@@ -176,6 +184,19 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
                 for seed, im in zip(seeds, row):
                     rec['judged'][(model, eta, seed)] = judge(edit, im)
                     if keep_images: rec['images'][(model, eta, seed)] = im
+            if model == 'finetuned': base_edits = [im for row in grid for im in row]
+        if upscaler is not None:  # the cascade: the same base edits, upsampled by the fine-tuned and by the untouched upscaler
+            t2 = time.perf_counter()
+            u_up, rec['upscaler_losses'], e_up = fit_upscaler(upscaler, x_full, x, edit.text, settings, progress=False)
+            rec['upscaler_fit_s'] = time.perf_counter() - t2
+            for model, u in (('upscaled', u_up), ('upscaled_pretrained', upscaler.unet)):
+                t3 = time.perf_counter()
+                ims = upscale_with(upscaler, base_edits, e_up, list(seeds) * len(etas), settings, unet=u)
+                rec[f'{model}_sample_s'] = time.perf_counter() - t3
+                for k, im in enumerate(ims):
+                    eta, seed = etas[k // len(seeds)], seeds[k % len(seeds)]
+                    rec['judged'][(model, eta, seed)] = judge(edit, im)
+                    if keep_images: rec['images'][(model, eta, seed)] = im
         if records is not None:
             Path(records).parent.mkdir(parents=True, exist_ok=True)
             with open(records, 'a') as f: f.write(_record_line(key, rec) + '\n')
@@ -183,7 +204,7 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
     return out
 
 def edit_successes(records, eta:float, model:str='finetuned', crit:str='both') -> list:
-    "Per record: whether some seed meets `crit` ('attr', 'kept' or 'both') at `eta` with `model`."
+    "Per record: whether some seed meets `crit` ('attr', 'kept', 'both', or 'fine' for the cascade's images) at `eta` with `model`."
     return [any(v[crit] for (m, e, s), v in r['judged'].items() if m == model and e == eta) for r in records]
 
 def success_rates(records, eta:float, model:str='finetuned', kind:str=None) -> dict:
