@@ -135,13 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/13_cli.ipynb 10
-def _settings(args, pipe) -> Settings:
+def _settings(args, pipe, up=None) -> Settings:
     over = {f: getattr(args, f) for _, f, _, _ in _SETTING_OPTS if getattr(args, f) is not None}
     if args.eta is not None: over['etas'] = tuple(args.eta)
     if args.seeds is not None: over['seeds'] = tuple(args.seeds)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # η outside [0, 1] is warned about once, below
-        try: s = Settings.for_model(pipe, preset=args.preset, **over)
+        try: s = Settings.for_model(pipe, preset=args.preset, upscaler=up, **over)
         except ValueError as e: raise UsageError(str(e)) from None
     for eta in s.etas:
         if not 0 <= eta <= 1: _say(args, f"imagic: warning: η={eta} lies outside [0, 1]: this extrapolates beyond the paper's interpolation", force=True)
@@ -223,7 +223,7 @@ def cmd_edit(args) -> int:
         except (FileNotFoundError, ValueError) as e: raise UsageError(str(e)) from None
     pipe = _load_model(args)
     up = _load_upscaler(args, pipe)
-    settings = _settings(args, pipe)
+    settings = _settings(args, pipe, up)
     x = load_image(img, image_size(pipe), fit=args.fit)
     x_fit = load_image(img, image_size(pipe) * up.vae_scale_factor, fit=args.fit) if up is not None else x  # a cascade fits the full size
     if state is not None:
@@ -291,7 +291,7 @@ def cmd_bench(args) -> int:
     if dist is not None and args.device is None: args.device = str(dist.device)
     pipe = _load_model(args)
     up = _load_upscaler(args, pipe)
-    settings = _settings(args, pipe)
+    settings = _settings(args, pipe, up)
     out = Path(args.out)
     if out.exists() and not out.is_dir(): raise UsageError(f"--out {out} exists and is not a folder")
     rank = dist.process_index if dist is not None else 0

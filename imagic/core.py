@@ -184,11 +184,13 @@ class Settings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def for_model(cls, model=None, preset:str=None, **overrides) -> 'Settings':
-        "The paper's settings, updated by `model`'s recommended ones (a pipeline, folder or id), then by a named `preset` (see `PRESETS`), then by `overrides`."
+    def for_model(cls, model=None, preset:str=None, upscaler=None, **overrides) -> 'Settings':
+        "The paper's settings, updated by `model`'s recommended ones (a pipeline, folder or id), then by the cascade `upscaler`'s recommended `upscaler_*` ones, then by a named `preset` (see `PRESETS`), then by `overrides`."
         rec = recommended_settings(model)
         model_presets = rec.pop('presets', {})
         rec.pop('baselines', None)  # the baselines' own knobs (imagic.baselines), not Imagic settings
+        if upscaler is not None:  # an upscaler's folder recommends how to fine-tune and sample it, nothing else
+            rec.update({k: v for k, v in recommended_settings(upscaler).items() if k.startswith('upscaler_')})
         chosen = {}
         if preset is not None:
             if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; one of {tuple(PRESETS)}")

@@ -187,7 +187,7 @@ class Imagic:
         if isinstance(settings, dict): settings = Settings.for_model(pipe, **settings)
         if upscaler is not None: upscale_factor(upscaler)  # an x4 upscaler, or a clear error
         self.pipe, self.upscaler = pipe, upscaler
-        self.settings = (settings if settings is not None else Settings.for_model(pipe)).replace(**overrides)
+        self.settings = (settings if settings is not None else Settings.for_model(pipe, upscaler=upscaler)).replace(**overrides)
         self.state, self._unet, self._upscaler_unet = None, None, None
 
     def __repr__(self):
