@@ -219,13 +219,15 @@ KNOB_GRIDS = {
     'imagic': {'eta': (0.5, 0.6, 0.7, 0.8, 0.9)},
 }
 
-def choose_knob(pipe, method:str, edits, values=None, seeds=(0, 1, 2, 3), records=None, progress:bool=True, **fixed) -> tuple:
-    "The value of `method`'s knob with the highest 'both' rate on `edits` (ties: the first): (best knobs dict, [(value, rate)]). `records`: a .jsonl file that makes the search resumable."
+def choose_knob(pipe, method:str, edits, values=None, seeds=(0, 1, 2, 3), records=None, stored_only:bool=False, progress:bool=True,
+                **fixed) -> tuple:
+    "The value of `method`'s knob with the highest 'both' rate on `edits` (ties: the first): (best knobs dict, [(value, rate)]). `records`: a .jsonl file that makes the search resumable; `stored_only`: only read it (every run must be there)."
     (name, grid), = (values.items() if values else KNOB_GRIDS[method].items())
     scores = []
     for v in grid:
         recs = compare(pipe, edits, methods=(method,), seeds=seeds, knobs={method: {**fixed, name: v}}, records=records,
-                       progress=progress)
+                       stored_only=stored_only, progress=progress)
+        if len(recs) != len(edits): raise ValueError(f"{records} holds {len(recs)} of the {len(edits)} {method} runs at {name}={v}")
         scores.append((v, comparison_table(recs)[-1]['both']))
     best = max(scores, key=lambda t: t[1])[0]  # max keeps the first of equals
     return {name: best}, scores
