@@ -43,7 +43,8 @@ def main(argv=None):
             if m == 'imagic': continue  # its η is the model's recommended middle one, chosen in nbs/world/06_sweep.jsonl
             t0 = time.time()
             best, scores = choose_knob(pipe, m, eds, records=records)
-            print(f"{m}: {', '.join(f'{v}: {r:.0%}' for v, r in scores)} -> {best} ({time.time() - t0:.0f} s)", flush=True)
+            tried = '; '.join(f"{' '.join(f'{a}={b}' for a, b in k.items())}: {r:.0%}" for k, r in scores)
+            print(f"{m}: {tried} -> {best} ({time.time() - t0:.0f} s)", flush=True)
             if args.model == DEFAULT_MODEL: store_knobs(resolve_model(args.model), m, best)
         return
     records = args.records or HERE / '07_compare.jsonl'

@@ -214,23 +214,25 @@ def format_table(rows) -> str:
 # %% ../nbs/15_baselines.ipynb 27
 KNOB_GRIDS = {
     'sdedit': {'strength': (0.4, 0.5, 0.6, 0.7, 0.8)},
-    'ddim_inversion': {'guidance_scale': (1.5, 3.0, 5.0, 7.5)},
-    'ledits': {'edit_guidance_scale': (3.0, 5.0, 7.5, 10.0)},
+    'ddim_inversion': {'guidance_scale': (1.0, 1.5, 3.0, 5.0, 7.5)},
+    'ledits': {'edit_guidance_scale': (1.0, 2.0, 3.0, 5.0, 7.5, 10.0), 'edit_threshold': (0.5, 0.75, 0.9)},
     'imagic': {'eta': (0.5, 0.6, 0.7, 0.8, 0.9)},
 }
 
 def choose_knob(pipe, method:str, edits, values=None, seeds=(0, 1, 2, 3), records=None, stored_only:bool=False, progress:bool=True,
                 **fixed) -> tuple:
-    "The value of `method`'s knob with the highest 'both' rate on `edits` (ties: the first): (best knobs dict, [(value, rate)]). `records`: a .jsonl file that makes the search resumable; `stored_only`: only read it (every run must be there)."
-    (name, grid), = (values.items() if values else KNOB_GRIDS[method].items())
-    scores = []
-    for v in grid:
-        recs = compare(pipe, edits, methods=(method,), seeds=seeds, knobs={method: {**fixed, name: v}}, records=records,
-                       stored_only=stored_only, progress=progress)
-        if len(recs) != len(edits): raise ValueError(f"{records} holds {len(recs)} of the {len(edits)} {method} runs at {name}={v}")
-        scores.append((v, comparison_table(recs)[-1]['both']))
-    best = max(scores, key=lambda t: t[1])[0]  # max keeps the first of equals
-    return {name: best}, scores
+    "Each knob of `values` (default: `KNOB_GRIDS[method]`) in turn, the ones before it held at their best: the values with the highest 'both' rate on `edits` (ties: the first). (best knobs, [(knobs tried, rate)]). `records`: a .jsonl file that makes the search resumable; `stored_only`: only read it (every run must be there)."
+    chosen, scores = {}, []
+    for name, grid in (values or KNOB_GRIDS[method]).items():
+        tried = []
+        for v in grid:
+            k = {**fixed, **chosen, name: v}
+            recs = compare(pipe, edits, methods=(method,), seeds=seeds, knobs={method: k}, records=records, stored_only=stored_only,
+                           progress=progress)
+            if len(recs) != len(edits): raise ValueError(f"{records} holds {len(recs)} of the {len(edits)} {method} runs with {k}")
+            tried.append((v, comparison_table(recs)[-1]['both'])); scores.append(({**chosen, name: v}, tried[-1][1]))
+        chosen[name] = max(tried, key=lambda t: t[1])[0]  # max keeps the first of equals
+    return chosen, scores
 
 def store_knobs(model_dir, method:str, knobs:dict) -> Path:
     "Write `knobs` for `method` under 'baselines' in the model folder's `imagic_settings.json` (other entries kept)."
