@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from .scene import (ACCESSORIES, BACKGROUNDS, BEAK_RGB, COLOURS, FACINGS, HAT_RGB, PATCHES, POSES, TEXTURE_AMP,
-                    TEXTURE_PERIOD, Scene, label_map, parts, random_scene, render)
+                    TEXTURE_CELLS, TEXTURES, Scene, label_map, parts, random_scene, render, texture_field)
 
 # %% ../../nbs/world/01_probe.ipynb 6
 PROBE_RES = 64
@@ -112,16 +112,15 @@ def _erode(m, k):
 
 def read_texture(img:np.ndarray, geom:dict) -> str:
     "The fine texture ('plain', 'hstripes', 'vstripes', 'checks') of a bird in an image of at least 256 px."
-    n = img.shape[0]; shift = max(1, round(TEXTURE_PERIOD / 2 * n / 256))
+    n = img.shape[0]
     s = Scene(geom['pose'], 'red', 'white', geom['accessory'], geom['cx'], geom['cy'], geom['size'], geom['facing'], 'white', 'plain')
-    region = _erode(label_map(s, n) == 1, 2 * shift)  # main-colour plumage, away from its edges and the patch
-    lum = img @ np.array([.299, .587, .114])
-    both = lambda a, b: (a & b)
-    dh = np.abs(lum[:, shift:] - lum[:, :-shift])[both(region[:, shift:], region[:, :-shift])]
-    dv = np.abs(lum[shift:] - lum[:-shift])[both(region[shift:], region[:-shift])]
-    if dh.size < 16 or dv.size < 16: return 'plain'
-    h, v = np.mean(dh) > TEXTURE_AMP * 2 / 3, np.mean(dv) > TEXTURE_AMP * 2 / 3
-    return {(False, False): 'plain', (False, True): 'hstripes', (True, False): 'vstripes', (True, True): 'checks'}[(h, v)]
+    region = _erode(label_map(s, n) == 1, 2 * max(1, n // TEXTURE_CELLS))  # main-colour plumage, two cells from its edges and the patch
+    if region.sum() < 64: return 'plain'
+    lum = (img @ np.array([.299, .587, .114]))[region]
+    inside = np.ones((n, n), bool)  # away from the edges every cell lies wholly in the plumage
+    score = {t: float(np.mean((lum - lum.mean()) * texture_field(t, n, inside)[region])) / TEXTURE_AMP for t in TEXTURES[1:]}
+    best = max(score, key=score.get)
+    return best if score[best] > 0.5 else 'plain'
 
 # %% ../../nbs/world/01_probe.ipynb 14
 @dataclass

@@ -4,9 +4,9 @@
 
 # %% auto 0
 __all__ = ['POSES', 'COLOURS', 'BACKGROUNDS', 'ACCESSORIES', 'FACINGS', 'PATCHES', 'TEXTURES', 'HAT_RGB', 'BEAK_RGB',
-           'SIZE_RANGE', 'MARGIN', 'TEXTURE_PERIOD', 'TEXTURE_AMP', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'REACH', 'Scene',
-           'caption', 'all_captions', 'parse_caption', 'parts', 'extent', 'position_range', 'random_scene',
-           'texture_field', 'label_map', 'render']
+           'SIZE_RANGE', 'MARGIN', 'TEXTURE_PERIOD', 'TEXTURE_CELLS', 'TEXTURE_AMP', 'NAMED_FIELDS', 'UNNAMED_FIELDS',
+           'REACH', 'Scene', 'caption', 'all_captions', 'parse_caption', 'parts', 'extent', 'position_range',
+           'random_scene', 'texture_field', 'label_map', 'render']
 
 # %% ../../nbs/world/00_scene.ipynb 3
 import math
@@ -27,6 +27,7 @@ HAT_RGB, BEAK_RGB = (30, 30, 30), (110, 70, 40)  # the hat; the beak and legs
 SIZE_RANGE = (0.30, 0.42)   # body width / side
 MARGIN = 0.04               # every part stays this far inside the frame
 TEXTURE_PERIOD = 4          # pixels of a 256 px image per period of the fine texture
+TEXTURE_CELLS = 64          # its sign alternates between the cells of a 64 × 64 grid (a 64 px image's pixels) inside the plumage
 TEXTURE_AMP = 30            # ± on every channel
 
 NAMED_FIELDS = ('pose', 'colour', 'background', 'accessory')
@@ -166,12 +167,19 @@ def _in_poly(xx, yy, pts):
     for (x0, y0), (x1, y1) in edges: inside &= sign * ((x1 - x0) * (yy - y0) - (y1 - y0) * (xx - x0)) >= 0
     return inside
 
-def texture_field(texture:str, n:int) -> np.ndarray:
-    "The fine texture on an n×n grid (values -1, 0, +1), anchored to the pixel grid of a 256 px image."
+def texture_field(texture:str, n:int, plumage:np.ndarray=None) -> np.ndarray:
+    "The fine texture on an n×n grid (values -1, 0, +1), anchored to the pixel grid of a 256 px image; with `plumage` (an n×n mask), its sign alternates like a checkerboard between the cells of `TEXTURE_CELLS` wholly inside it."
+    if texture == 'plain': return np.zeros((n, n))
     k = (np.arange(n) * 256) // n // (TEXTURE_PERIOD // 2)  # index of the half-period each grid point falls in
     u, v = np.meshgrid(k % 2, k % 2)
-    t = {'plain': np.zeros_like(u), 'hstripes': v, 'vstripes': u, 'checks': (u + v) % 2}[texture]
-    return np.zeros((n, n)) if texture == 'plain' else t * 2. - 1
+    t = {'hstripes': v, 'vstripes': u, 'checks': (u + v) % 2}[texture] * 2. - 1
+    if plumage is None: return t
+    C = TEXTURE_CELLS
+    cell = (np.arange(n) * C) // n
+    cy, cx = np.meshgrid(cell, cell, indexing='ij')
+    ids = (cy * C + cx).ravel()
+    whole = np.bincount(ids, weights=plumage.ravel().astype(float), minlength=C * C) == np.bincount(ids, minlength=C * C)
+    return np.where(whole[ids].reshape(n, n) & ((cx + cy) % 2 == 1), -t, t)
 
 def label_map(scene:Scene, n:int) -> np.ndarray:
     "Which part covers each point of an n×n grid: 0 background, 1 main colour, 2 beak and legs, 3 patch, 4 hat."
@@ -189,6 +197,6 @@ def render(scene:Scene, res:int=64, ss:int=None) -> np.ndarray:
     patch = PATCHES[scene.patch]
     palette = np.array([BACKGROUNDS[scene.background], main, BEAK_RGB, main if patch is None else patch, HAT_RGB], float)
     img = palette[lab]
-    img += ((lab == 1) * texture_field(scene.texture, n) * TEXTURE_AMP)[..., None]
+    img += ((lab == 1) * texture_field(scene.texture, n, lab == 1) * TEXTURE_AMP)[..., None]
     img = img.reshape(res, ss, res, ss, 3).mean(axis=(1, 3))
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
