@@ -115,14 +115,18 @@ def ledits(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), **kno
     sched = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type='sde-dpmsolver++', solver_order=2)
     led = cls.from_pipe(pipe, scheduler=sched)
     led.set_progress_bar_config(disable=True)
+    saved = dict(pipe.unet.attn_processors)  # LEDITS++ installs its own, which keep attention maps, on the shared UNet
     out = {}
-    for s in seeds:
-        g = torch.Generator('cpu').manual_seed(s)
-        led.invert(image=pil, source_prompt=source_text, source_guidance_scale=k['source_guidance_scale'],
-                   num_inversion_steps=k['steps'], skip=k['skip'], generator=g)
-        out[s] = led(editing_prompt=[text, source_text], reverse_editing_direction=[False, True],
-                     edit_guidance_scale=[k['edit_guidance_scale']] * 2, edit_threshold=[k['edit_threshold']] * 2,
-                     use_intersect_mask=k['masks'], generator=g).images[0]
+    try:
+        for s in seeds:
+            g = torch.Generator('cpu').manual_seed(s)
+            led.invert(image=pil, source_prompt=source_text, source_guidance_scale=k['source_guidance_scale'],
+                       num_inversion_steps=k['steps'], skip=k['skip'], generator=g)
+            out[s] = led(editing_prompt=[text, source_text], reverse_editing_direction=[False, True],
+                         edit_guidance_scale=[k['edit_guidance_scale']] * 2, edit_threshold=[k['edit_threshold']] * 2,
+                         use_intersect_mask=k['masks'], generator=g).images[0]
+    finally:
+        pipe.unet.set_attn_processor(saved)  # the pipeline goes back as it came: other methods (and deepcopy) see plain attention
     return out
 
 def _attends_at_quarter(unet) -> bool:
