@@ -102,8 +102,8 @@ def _lr(base, step, steps, warmup):
 
 # %% ../../nbs/world/02_train.ipynb 14
 def train_vae(vae, images, steps:int=2000, batch:int=32, crop:int=32, full_steps:int=300, full_batch:int=16, lr:float=2e-3,
-              seed:int=0, work=None, ckpt_minutes:float=8, logf=None, progress:bool=True) -> list:
-    "Train the VAE to reconstruct `images` (uint8 (n, 3, H, W)): `steps` on random `crop`-px crops, then `full_steps` on whole images. MSE + a small KL term; resumes from `work`."
+              seed:int=0, work=None, ckpt_minutes:float=8, logf=None, progress:bool=True, align:int=1) -> list:
+    "Train the VAE to reconstruct `images` (uint8 (n, 3, H, W)): `steps` on random `crop`-px crops (their corners on multiples of `align` px), then `full_steps` on whole images. MSE + a small KL term; resumes from `work`."
     from tqdm.auto import tqdm
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
     info = load_checkpoint(work, 'vae', {'vae': vae}, opt) if work else None
@@ -117,7 +117,7 @@ def train_vae(vae, images, steps:int=2000, batch:int=32, crop:int=32, full_steps
         idx = torch.randint(0, len(images), (full_batch if full else batch,), generator=g)
         x = images[idx].float() / 127.5 - 1
         if not full:
-            i, j = torch.randint(0, H - crop + 1, (2,), generator=g).tolist()
+            i, j = (align * torch.randint(0, (H - crop) // align + 1, (2,), generator=g)).tolist()
             x = x[..., i:i + crop, j:j + crop]
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)

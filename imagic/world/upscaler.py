@@ -110,7 +110,9 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
         torch.save({'lo': lo, 'hi': hi, 'captions': scene_captions}, data)
         _log(f'rendered {n_images} pairs in {time.time() - t0:.0f} s', logf)
     vae = comps['vae']
-    vae_losses = train_vae(vae, hi, steps=vae_steps, crop=vae_crop, full_steps=0, seed=seed, work=work, logf=logf, progress=progress)
+    # crops on the latent grid: the fine texture then sits where it sits in whole images (see `texture_field`)
+    vae_losses = train_vae(vae, hi, steps=vae_steps, crop=vae_crop, full_steps=0, seed=seed, work=work, logf=logf, progress=progress,
+                           align=2 ** (len(vae.config.block_out_channels) - 1))
     lat = encode_cached(vae, hi, work / f'latents-{seed}-{n_images}.pt', chunk=100)
     scale = float(1 / lat.std())
     vae.register_to_config(scaling_factor=scale)
