@@ -101,9 +101,14 @@ def _lr(base, step, steps, warmup):
     return base * min(1, (step + 1) / warmup) * (0.1 + 0.9 * (1 + math.cos(math.pi * step / steps)) / 2)
 
 # %% ../../nbs/world/02_train.ipynb 14
+def _detail(x, scale:int):
+    "What is finer than `scale` px: the image less its `scale`-px block means."
+    return x - F.interpolate(F.avg_pool2d(x, scale), scale_factor=scale, mode='nearest')
+
 def train_vae(vae, images, steps:int=2000, batch:int=32, crop:int=32, full_steps:int=300, full_batch:int=16, lr:float=2e-3,
-              seed:int=0, work=None, ckpt_minutes:float=8, logf=None, progress:bool=True, align:int=1) -> list:
-    "Train the VAE to reconstruct `images` (uint8 (n, 3, H, W)): `steps` on random `crop`-px crops (their corners on multiples of `align` px), then `full_steps` on whole images. MSE + a small KL term; resumes from `work`."
+              seed:int=0, work=None, ckpt_minutes:float=8, logf=None, progress:bool=True, align:int=1,
+              detail_weight:float=0.0, detail_scale:int=4) -> list:
+    "Train the VAE to reconstruct `images` (uint8 (n, 3, H, W)): `steps` on random `crop`-px crops (their corners on multiples of `align` px), then `full_steps` on whole images. MSE + a small KL term, plus `detail_weight` × the MSE of what is finer than `detail_scale` px; resumes from `work`."
     from tqdm.auto import tqdm
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
     info = load_checkpoint(work, 'vae', {'vae': vae}, opt) if work else None
@@ -121,7 +126,9 @@ def train_vae(vae, images, steps:int=2000, batch:int=32, crop:int=32, full_steps
             x = x[..., i:i + crop, j:j + crop]
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
-        loss = F.mse_loss(vae.decode(z).sample, x) + 1e-6 * post.kl().mean()
+        rec = vae.decode(z).sample
+        loss = F.mse_loss(rec, x) + 1e-6 * post.kl().mean()
+        if detail_weight: loss = loss + detail_weight * F.mse_loss(_detail(rec, detail_scale), _detail(x, detail_scale))
         for pg in opt.param_groups: pg['lr'] = _lr(lr, step, total, 100)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         losses.append(loss.item())
