@@ -89,3 +89,25 @@ def test_bench_with_a_baseline_skips_items_without_a_source_caption(tmp_path):
     assert summary['items'] == 1
     # one method per output folder
     assert main(['bench', str(ds), '--out', str(out), '--method', 'sdedit', '-q', '--device', 'cpu']) == 2
+
+
+def test_imagic_runs_after_ledits_on_the_shared_pipeline(bundled):
+    # LEDITS++ (masks on: the bundled model has cross-attention where it reads them) once left its attention
+    # processors on the shared UNet, and Imagic's copy of the UNet then failed
+    from imagic.baselines import compare
+    from imagic.world import heldout_edits
+    before = {k: type(v) for k, v in bundled.unet.attn_processors.items()}
+    recs = compare(bundled, heldout_edits(1), methods=('ledits', 'imagic'), seeds=(0,), knobs=QUICK, progress=False)
+    assert [r['method'] for r in recs] == ['ledits', 'imagic']
+    assert {k: type(v) for k, v in bundled.unet.attn_processors.items()} == before
+
+
+def test_comparison_script_prints_the_table(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location('compare_script', Path(__file__).parent.parent / 'benchmarks' / 'compare.py')
+    script = importlib.util.module_from_spec(spec); spec.loader.exec_module(script)
+    script.main(['--edits', '2', '--methods', 'sdedit', 'ddim_inversion', '--records', str(tmp_path / 'r.jsonl')])
+    out = capsys.readouterr().out
+    assert '| sdedit | 2 | all |' in out and 'ddim_inversion (deterministic: 1 try)' in out
+    assert len((tmp_path / 'r.jsonl').read_text().splitlines()) == 4
