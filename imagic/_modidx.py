@@ -292,4 +292,6 @@ d = { 'settings': { 'branch': 'main',
                                        'imagic.world.upscaler.train_upscaler_unet': ( 'world/upscaler.html#train_upscaler_unet',
                                                                                       'imagic/world/upscaler.py'),
                                        'imagic.world.upscaler.upscaler_components': ( 'world/upscaler.html#upscaler_components',
-                                                                                      'imagic/world/upscaler.py')}}}
+                                                                                      'imagic/world/upscaler.py'),
+                                       'imagic.world.upscaler.vae_texture_kept': ( 'world/upscaler.html#vae_texture_kept',
+                                                                                   'imagic/world/upscaler.py')}}}
