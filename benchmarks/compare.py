@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from imagic import load_pipeline
-from imagic.baselines import KNOB_GRIDS, choose_knob, compare, comparison_table, format_table, knobs_for, store_knobs
+from imagic.baselines import choose_knob, compare, comparison_table, format_table, knobs_for, store_knobs
 from imagic.core import DEFAULT_MODEL, resolve_model
 from imagic.world import EDIT_KINDS, heldout_edits, validation_edits
 

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .core import (DEFAULT_CLIP, Settings, cond_map, encode_image, encode_text, image_size, load_image, model_family,
-                         recommended_settings, to_pil, unet_inputs)
+from .core import (DEFAULT_CLIP, Settings, append_jsonl, cond_map, encode_image, encode_text, image_size, load_image,
+                         model_family, read_jsonl, recommended_settings, to_pil, unet_inputs)
 
 # %% ../nbs/15_baselines.ipynb 6
 DEFAULT_KNOBS = {
@@ -166,15 +166,13 @@ def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'
     knobs = knobs or {}
     for m in methods:
         if m not in METHODS: raise ValueError(f"unknown method {m!r}; one of {tuple(METHODS)}")
-    done = {}
-    if records is not None and Path(records).exists():
-        for line in Path(records).read_text().splitlines():
-            r = json.loads(line); done[r['key']] = r
+    done = {r['key']: r for r in read_jsonl(records)}
+    resolved = {m: _resolved_knobs(pipe, m, knobs.get(m, {})) for m in methods}
     out = []
     res = image_size(pipe)
     jobs = [(i, e, m) for i, e in enumerate(edits) for m in methods]
     for i, e, m in tqdm(jobs, desc='compare', disable=not progress):
-        key = _record_key(i, e, m, seeds, _resolved_knobs(pipe, m, knobs.get(m, {})))
+        key = _record_key(i, e, m, seeds, resolved[m])
         if key in done and not keep_images: out.append(done[key]); continue
         if stored_only: continue
         src = Image.fromarray(render(e.source, res))
@@ -185,8 +183,7 @@ def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'
         rec = dict(key=key, edit=i, kind=e.kind, method=m, seconds=secs, judged=[judge(e, im) for im in shown],
                    clip=float(clip_score(shown, e.text, clip_model).mean()),
                    one_minus_lpips=float(1 - lpips_distance(shown, load_image(src, res)).mean()))
-        if records is not None:
-            with open(records, 'a') as f: f.write(json.dumps(rec) + '\n')
+        if records is not None: append_jsonl(records, rec)
         if keep_images: rec['images'] = shown
         out.append(rec)
     return out

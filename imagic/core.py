@@ -10,7 +10,7 @@ __all__ = ['PACKAGE_DIR', 'BUNDLED_MODELS', 'DEFAULT_MODEL', 'DEFAULT_CLIP', 'RE
            'center_crop', 'pil_to_tensor', 'pad_square', 'load_image', 'restore_aspect', 'encode_image',
            'decode_latents', 'to_pil', 'TextCondition', 'size_ids', 'UpscaleCondition', 'cond_map', 'learned_parts',
            'with_learned', 'unet_inputs', 'unconditional', 'encode_text', 'make_generator', 'noise_channels',
-           'draw_noise', 'diffusion_loss', 'evaluation_loss', 'atomic_write']
+           'draw_noise', 'diffusion_loss', 'evaluation_loss', 'atomic_write', 'append_jsonl', 'read_jsonl']
 
 # %% ../nbs/01_core.ipynb 3
 import dataclasses
@@ -533,3 +533,19 @@ def atomic_write(path, write):
         if os.path.exists(tmp): os.unlink(tmp)
         raise
     return path
+
+# %% ../nbs/01_core.ipynb 42
+def append_jsonl(path, record:dict) -> Path:
+    "Append `record` to the JSON-lines file `path` (created with its folder)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a') as f: f.write(json.dumps(record) + '\n')
+    return path
+
+def read_jsonl(path) -> list:
+    "The records of a JSON-lines file (none if `path` is None or missing); a line cut short by an interruption is skipped."
+    if path is None or not Path(path).exists(): return []
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try: out.append(json.loads(line))
+        except json.JSONDecodeError: continue
+    return out

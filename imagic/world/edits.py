@@ -12,13 +12,13 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from .scene import (ACCESSORIES, BACKGROUNDS, COLOURS, FACINGS, NAMED_FIELDS, PATCHES, POSES, TEXTURES,
                                 UNNAMED_FIELDS, Scene, all_captions, parse_caption, position_range, random_scene, render)
+from ..core import append_jsonl, read_jsonl
 from .probe import probe
 from .train import HELDOUT_SEED, VALIDATION_SEED
 
@@ -131,17 +131,14 @@ def _record_key(edit:Edit, settings, etas, seeds, ablation:bool, upscaler=None) 
                        [float(e) for e in etas], [int(s) for s in seeds], bool(ablation)]
                       + ([_upscaler_id(upscaler)] if upscaler is not None else []), sort_keys=True)
 
-def _record_line(key:str, rec:dict) -> str:
+def _record_line(key:str, rec:dict) -> dict:
     judged = [[m, e, s, *(bool(v[c]) for c in ('attr', 'kept', 'both', 'fine') if c in v)] for (m, e, s), v in rec['judged'].items()]
-    return json.dumps(dict(key=key, judged=judged, **{k: v for k, v in rec.items() if k.endswith('_s')}))
+    return dict(key=key, judged=judged, **{k: v for k, v in rec.items() if k.endswith('_s')})
 
 def read_records(path) -> dict:
     "The records stored in a `run_edits` `.jsonl` file, by key (a line cut short by an interruption is skipped)."
     out = {}
-    if path is None or not Path(path).exists(): return out
-    for line in Path(path).read_text().splitlines():
-        try: d = json.loads(line)
-        except json.JSONDecodeError: continue
+    for d in read_jsonl(path):
         src, tgt, kind = json.loads(d['key'])[:3]
         out[d['key']] = dict(edit=Edit(Scene(**src), Scene(**tgt), kind), images={}, embed_losses=[], finetune_losses=[],
                              judged={(m, e, s): dict(zip(('attr', 'kept', 'both', 'fine'), v)) for m, e, s, *v in d['judged']},
@@ -197,9 +194,7 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
                     eta, seed = etas[k // len(seeds)], seeds[k % len(seeds)]
                     rec['judged'][(model, eta, seed)] = judge(edit, im)
                     if keep_images: rec['images'][(model, eta, seed)] = im
-        if records is not None:
-            Path(records).parent.mkdir(parents=True, exist_ok=True)
-            with open(records, 'a') as f: f.write(_record_line(key, rec) + '\n')
+        if records is not None: append_jsonl(records, _record_line(key, rec))
         out.append(rec)
     return out
 
