@@ -108,7 +108,7 @@ def _detail(x, scale:int):
 def train_vae(vae, images, steps:int=2000, batch:int=32, crop:int=32, full_steps:int=300, full_batch:int=16, lr:float=2e-3,
               seed:int=0, work=None, ckpt_minutes:float=8, logf=None, progress:bool=True, align:int=1,
               detail_weight:float=0.0, detail_scale:int=4) -> list:
-    "Train the VAE to reconstruct `images` (uint8 (n, 3, H, W)): `steps` on random `crop`-px crops (their corners on multiples of `align` px), then `full_steps` on whole images. MSE + a small KL term, plus `detail_weight` × the MSE of what is finer than `detail_scale` px; resumes from `work`."
+    "Train the VAE to reconstruct `images` (uint8 (n, 3, H, W)): `steps` on random `crop`-px crops (their corners on multiples of `align` px), then `full_steps` on whole images. MSE + a small KL term, plus `detail_weight` × the MSE of what is finer than `detail_scale` px; resumes from `work`. Runs where `vae` is (the data stays on the CPU, the draws come from CPU generators: a GPU run draws the same batches)."
     from tqdm.auto import tqdm
     opt = torch.optim.Adam(vae.parameters(), lr=lr)
     info = load_checkpoint(work, 'vae', {'vae': vae}, opt) if work else None
@@ -120,12 +120,13 @@ def train_vae(vae, images, steps:int=2000, batch:int=32, crop:int=32, full_steps
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         full = step >= steps
         idx = torch.randint(0, len(images), (full_batch if full else batch,), generator=g)
-        x = images[idx].float() / 127.5 - 1
+        x = images[idx]
         if not full:
             i, j = (align * torch.randint(0, (H - crop) // align + 1, (2,), generator=g)).tolist()
             x = x[..., i:i + crop, j:j + crop]
+        x = x.to(vae.device).float() / 127.5 - 1
         post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g).to(vae.device)
         rec = vae.decode(z).sample
         loss = F.mse_loss(rec, x) + 1e-6 * post.kl().mean()
         if detail_weight: loss = loss + detail_weight * F.mse_loss(_detail(rec, detail_scale), _detail(x, detail_scale))
@@ -189,13 +190,14 @@ def encode_cached(vae, images:torch.Tensor, cached:Path, chunk:int=500) -> torch
     ckpt = cached.parent / 'vae.json'
     if cached.exists() and ckpt.exists() and cached.stat().st_mtime >= ckpt.stat().st_mtime: return torch.load(cached, weights_only=True)
     with torch.no_grad():
-        lat = torch.cat([vae.encode(images[i:i + chunk].float() / 127.5 - 1).latent_dist.mean for i in range(0, len(images), chunk)])
+        lat = torch.cat([vae.encode(images[i:i + chunk].to(vae.device).float() / 127.5 - 1).latent_dist.mean.cpu()
+                         for i in range(0, len(images), chunk)])
     torch.save(lat, cached)
     return lat
 
 def save_model(pipeline_cls, comps:dict, out:Path, info:dict, curves:dict):
     "Save `comps` as a diffusers folder of `pipeline_cls` at `out`, weights in float16 safetensors, with `training_log.json`: `info` and the loss `curves` (5 digits)."
-    for k in ('vae', 'unet', 'text_encoder'): comps[k] = torch.nn.Module.to(comps[k], torch.float16)
+    for k in ('vae', 'unet', 'text_encoder'): comps[k] = torch.nn.Module.to(comps[k], 'cpu', torch.float16)
     pipeline_cls(**comps).save_pretrained(out, safe_serialization=True)
     curves = {k: [float(f'{v:.5g}') for v in c] for k, c in curves.items()}
     (Path(out) / 'training_log.json').write_text(json.dumps({**info, **curves}))
