@@ -117,8 +117,13 @@ def read_texture(img:np.ndarray, geom:dict) -> str:
     region = _erode(label_map(s, n) == 1, 2 * max(1, n // TEXTURE_CELLS))  # main-colour plumage, two cells from its edges and the patch
     if region.sum() < 64: return 'plain'
     lum = (img @ np.array([.299, .587, .114]))[region]
-    inside = np.ones((n, n), bool)  # away from the edges every cell lies wholly in the plumage
-    score = {t: float(np.mean((lum - lum.mean()) * texture_field(t, n, inside)[region])) / TEXTURE_AMP for t in TEXTURES[1:]}
+    yy, xx = np.nonzero(region)
+    side = max(1, n // TEXTURE_CELLS)
+    cells = (yy // side) * TEXTURE_CELLS + xx // side
+    count = np.bincount(cells)
+    d = lum - (np.bincount(cells, lum) / np.maximum(count, 1))[cells]  # less each cell's mean
+    # per cell, the match with each pattern whatever its sign; weighted by the cell's pixels in the region
+    score = {t: float(np.abs(np.bincount(cells, d * texture_field(t, n)[region])).sum() / count.sum()) / TEXTURE_AMP for t in TEXTURES[1:]}
     best = max(score, key=score.get)
     return best if score[best] > 0.5 else 'plain'
 
