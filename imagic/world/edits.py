@@ -5,7 +5,7 @@
 # %% auto 0
 __all__ = ['EDIT_KINDS', 'POSITION_TOL', 'SIZE_TOL', 'Edit', 'make_edit', 'heldout_edits', 'validation_edits', 'kept_fields',
            'judge', 'perturb', 'sample_quality', 'read_records', 'stored_records', 'run_edits', 'edit_successes',
-           'success_rates', 'sign_test', 'rates_table']
+           'success_rates', 'sign_test', 'rates_table', 'cascade_rates']
 
 # %% ../../nbs/world/03_edits.ipynb 3
 import json
@@ -224,3 +224,22 @@ def rates_table(records, model:str='finetuned', by_kind:bool=False) -> list:
     etas = sorted({e for r in records for (m, e, s) in r['judged'] if m == model})
     kinds = [None] + ([k for k in EDIT_KINDS if any(r['edit'].kind == k for r in records)] if by_kind else [])
     return [dict(eta=eta, kind=k or 'all', **success_rates(records, eta, model, k)) for eta in etas for k in kinds]
+
+# %% ../../nbs/world/03_edits.ipynb 23
+def cascade_rates(records, kind:str=None) -> dict:
+    "The cascade's figures over `run_edits(..., upscaler=...)` records (of one edit `kind`, or all): the share of images and of edits (most of their images) whose fine texture is kept, by the pretrained and the fine-tuned upscaler; the images only one of them gets right and the sign-test p; the base edit's success at 64 px and after each upscaler; mean seconds per stage."
+    recs = [r for r in records if kind is None or r['edit'].kind == kind]
+    out = {'kind': kind or 'all', 'edits': len(recs)}
+    def images(r, model, crit): return [v[crit] for (m, e, s), v in sorted(r['judged'].items()) if m == model]
+    for model, name in (('upscaled_pretrained', 'pretrained'), ('upscaled', 'finetuned')):
+        per_edit = [images(r, model, 'fine') for r in recs]
+        out[f'fine_{name}'] = float(np.mean([x for p in per_edit for x in p])) if recs else float('nan')
+        out[f'fine_{name}_edits'] = float(np.mean([sum(p) * 2 > len(p) for p in per_edit])) if recs else float('nan')
+        out[f'both_{name}'] = float(np.mean([x for r in recs for x in images(r, model, 'both')])) if recs else float('nan')
+    out['both_base'] = float(np.mean([x for r in recs for x in images(r, 'finetuned', 'both')])) if recs else float('nan')
+    pre = [x for r in recs for x in images(r, 'upscaled_pretrained', 'fine')]
+    ft = [x for r in recs for x in images(r, 'upscaled', 'fine')]
+    out.update({f'images_{k}': v for k, v in sign_test(ft, pre).items()})
+    for k in ('fit_s', 'finetuned_sample_s', 'upscaler_fit_s', 'upscaled_sample_s', 'upscaled_pretrained_sample_s'):
+        out[k] = float(np.mean([r[k] for r in recs if k in r])) if any(k in r for r in recs) else float('nan')
+    return out
