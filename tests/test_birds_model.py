@@ -119,6 +119,9 @@ def test_the_bundled_upscaler_is_small_and_shares_the_base_text_encoder(birds):
     assert upscale_factor(up) == 4 and up.vae.config.scaling_factor == 0.08333
     for a, b in zip(up.text_encoder.state_dict().values(), birds.text_encoder.state_dict().values()): assert torch.equal(a, b)
     assert up.tokenizer('a red bird').input_ids == birds.tokenizer('a red bird').input_ids
+    stored = json.loads((folder / SETTINGS_FILE).read_text())  # the cascade settings chosen on validation edits are used
+    s = imagic.Settings.for_model(birds, upscaler=up)
+    assert stored and all(getattr(s, k) == v for k, v in stored.items()) and all(k.startswith('upscaler_') for k in stored)
 
 
 def test_the_bundled_upscaler_vae_keeps_the_texture_and_upsamples_a_base_render():
