@@ -121,9 +121,10 @@ def sample_quality(pipe, n:int=300, guidance_scale:float=5.0, steps:int=50, seed
     return dict(n=n, **acc, **spread, images=ims, captions=chosen, probes=probes)
 
 # %% ../../nbs/world/03_edits.ipynb 17
-def _upscaler_id(up) -> list:
+def _upscaler_id(up) -> str:
+    "The upscaler's weights' fingerprint: where it was loaded from (a folder that moves with the checkout) does not count."
     from imagic.state import model_fingerprint
-    return [str(getattr(up, 'name_or_path', '')), model_fingerprint(up)]
+    return model_fingerprint(up)
 
 def _record_key(edit:Edit, settings, etas, seeds, ablation:bool, upscaler=None) -> str:
     "What makes a stored record reusable: the edit, every setting, the η and seeds sampled, whether the ablation ran, and the cascade's upscaler."
