@@ -24,9 +24,11 @@ import torch
 from PIL import Image
 
 from imagic import load_pipeline
-from imagic.cascade import fit_upscaler, upscale_with
-from imagic.core import DEFAULT_MODEL, DEFAULT_UPSCALER, SETTINGS_FILE, Settings, append_jsonl, encode_text, load_image, pil_to_tensor, read_jsonl, resolve_model, to_pil
+from imagic.cascade import fit_upscaler, upscale_factor, upscale_with
+from imagic.core import (DEFAULT_MODEL, DEFAULT_UPSCALER, Settings, append_jsonl, encode_text, image_size, read_jsonl, resolve_model,
+                         store_settings)
 from imagic.world import EDIT_KINDS, cascade_rates, heldout_edits, judge, render, run_edits, validation_edits
+from imagic.world.edits import edit_input
 
 HERE = Path(__file__).resolve().parent.parent / 'nbs' / 'world'
 BUDGET_S = 60  # the issue's bound on the upscaler's fine-tuning per edit, on this CPU
@@ -44,14 +46,13 @@ CANDIDATES = [('pretrained', dict(upscaler_steps=0)),
 
 def upscaler_trial(base, up, edit, settings, seeds=(0, 1, 2, 3)) -> dict:
     "Fine-tune `up` on the edit's input (256 px and its 64 px version) with `settings`, upsample the ideal base edit (the target scene at 64 px) with `seeds`; per image, the texture kept (`fine`) and the edit kept (`both`), and the seconds."
-    x_full = pil_to_tensor(Image.fromarray(render(edit.source, 256)))
-    x = load_image(to_pil(x_full)[0], 64)
+    x_full, x = edit_input(edit, image_size(base), upscale_factor(up))
     t0 = time.perf_counter()
     if settings.upscaler_steps: unet, losses, e_up = fit_upscaler(up, x_full, x, edit.text, settings, progress=False)
     else: unet, losses, e_up = up.unet, [], encode_text(up, edit.text)
     fit_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    ims = upscale_with(up, [Image.fromarray(render(edit.target, 64))] * len(seeds), e_up, seeds, settings, unet=unet)
+    ims = upscale_with(up, [Image.fromarray(render(edit.target, image_size(base)))] * len(seeds), e_up, seeds, settings, unet=unet)
     sample_s = time.perf_counter() - t1
     verdicts = [judge(edit, im) for im in ims]
     return dict(fine=[bool(v['fine']) for v in verdicts], both=[bool(v['both']) for v in verdicts], fit_s=fit_s, sample_s=sample_s,
@@ -63,7 +64,8 @@ def trials(base, up, edits, candidates, records, shard=(0, 1)) -> dict:
     done = {d['key']: d for d in read_jsonl(records)}
     out = {}
     for name, over in candidates:
-        s = Settings.for_model(base, upscaler=up, **{**SAMPLING, **over})
+        # not the upscaler's stored settings: what --choose stores must not change the candidates (and their records' keys)
+        s = Settings.for_model(base, **{**SAMPLING, **over})
         out[name] = []
         for i, e in enumerate(edits):
             key = json.dumps([asdict(e.source), asdict(e.target), e.kind, s.to_dict()], sort_keys=True)
@@ -83,14 +85,6 @@ def summary(results) -> list:
                  fine_edits=float(np.mean([sum(r['fine']) * 2 > len(r['fine']) for r in rs])),
                  fit_s=float(np.mean([r['fit_s'] for r in rs])), sample_s=float(np.mean([r['sample_s'] for r in rs])))
             for name, rs in results.items() if rs]
-
-
-def store_settings(up_name, best:dict):
-    "Write the chosen `upscaler_*` settings into the upscaler's own imagic_settings.json."
-    path = Path(resolve_model(up_name)) / SETTINGS_FILE
-    old = json.loads(path.read_text()) if path.exists() else {}
-    path.write_text(json.dumps({**old, **best}, indent=1) + '\n')
-    return path
 
 
 def main(argv=None):
@@ -122,7 +116,7 @@ def main(argv=None):
             ok = [r for r in rows if r['fit_s'] <= BUDGET_S and r['name'] != 'pretrained']
             best = max(ok, key=lambda r: (r['fine_both'], -r['fit_s']))
             over = {**SAMPLING, **dict(CANDIDATES)[best['name']]}
-            print('chosen:', best['name'], over, '->', store_settings(args.upscaler, over))
+            print('chosen:', best['name'], over, '->', store_settings(resolve_model(args.upscaler), over))
         return
     s = Settings.for_model(base, upscaler=up)
     edits = heldout_edits(args.edits)

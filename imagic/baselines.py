@@ -237,8 +237,6 @@ def choose_knob(pipe, method:str, edits, values=None, seeds=(0, 1, 2, 3), record
 
 def store_knobs(model_dir, method:str, knobs:dict) -> Path:
     "Write `knobs` for `method` under 'baselines' in the model folder's `imagic_settings.json` (other entries kept)."
-    from imagic.core import SETTINGS_FILE, atomic_write
-    path = Path(model_dir) / SETTINGS_FILE
-    cur = json.loads(path.read_text()) if path.exists() else {}
-    cur.setdefault('baselines', {})[method] = {**cur.get('baselines', {}).get(method, {}), **knobs}
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(cur, indent=2) + '\n'))
+    from imagic.core import store_settings
+    stored = recommended_settings(Path(model_dir)).get('baselines', {})
+    return store_settings(model_dir, {'baselines': {**stored, method: {**stored.get(method, {}), **knobs}}})

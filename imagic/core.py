@@ -11,7 +11,7 @@ __all__ = ['PACKAGE_DIR', 'BUNDLED_MODELS', 'DEFAULT_MODEL', 'DEFAULT_UPSCALER',
            'restore_aspect', 'encode_image', 'decode_latents', 'to_pil', 'TextCondition', 'size_ids',
            'UpscaleCondition', 'cond_map', 'learned_parts', 'with_learned', 'unet_inputs', 'unconditional',
            'encode_text', 'make_generator', 'noise_channels', 'draw_noise', 'diffusion_loss', 'evaluation_loss',
-           'atomic_write', 'append_jsonl', 'read_jsonl']
+           'atomic_write', 'store_settings', 'append_jsonl', 'read_jsonl']
 
 # %% ../nbs/01_core.ipynb 3
 import dataclasses
@@ -556,6 +556,13 @@ def atomic_write(path, write):
     return path
 
 # %% ../nbs/01_core.ipynb 42
+def store_settings(model_dir, entries:dict) -> Path:
+    "Merge `entries` (top-level keys) into the model folder's `imagic_settings.json`, written whole; other entries are kept."
+    path = Path(model_dir) / SETTINGS_FILE
+    cur = json.loads(path.read_text()) if path.exists() else {}
+    return atomic_write(path, lambda t: Path(t).write_text(json.dumps({**cur, **entries}, indent=2) + '\n'))
+
+# %% ../nbs/01_core.ipynb 45
 def append_jsonl(path, record:dict) -> Path:
     "Append `record` to the JSON-lines file `path` (created with its folder)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)

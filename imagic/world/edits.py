@@ -4,8 +4,8 @@
 
 # %% auto 0
 __all__ = ['EDIT_KINDS', 'POSITION_TOL', 'SIZE_TOL', 'Edit', 'make_edit', 'heldout_edits', 'validation_edits', 'kept_fields',
-           'judge', 'perturb', 'sample_quality', 'read_records', 'stored_records', 'run_edits', 'edit_successes',
-           'success_rates', 'sign_test', 'rates_table', 'cascade_rates']
+           'judge', 'perturb', 'sample_quality', 'edit_input', 'read_records', 'stored_records', 'run_edits',
+           'edit_successes', 'success_rates', 'sign_test', 'rates_table', 'cascade_rates']
 
 # %% ../../nbs/world/03_edits.ipynb 3
 import json
@@ -121,6 +121,12 @@ def sample_quality(pipe, n:int=300, guidance_scale:float=5.0, steps:int=50, seed
     return dict(n=n, **acc, **spread, images=ims, captions=chosen, probes=probes)
 
 # %% ../../nbs/world/03_edits.ipynb 17
+def edit_input(edit:Edit, res:int, factor:int=1) -> tuple:
+    "The edit's input as the cascade gets it: rendered at `res` × `factor` px, and downsized to `res` for the base model, as `Imagic.fit` does — ((3, H, W), (3, h, w)) in [0, 1]; the same tensor twice when `factor` is 1."
+    from imagic.core import load_image, pil_to_tensor, to_pil
+    x_full = pil_to_tensor(Image.fromarray(render(edit.source, res * factor)))
+    return x_full, (x_full if factor == 1 else load_image(to_pil(x_full)[0], res))
+
 def _upscaler_id(up) -> str:
     "The upscaler's weights' fingerprint: where it was loaded from (a folder that moves with the checkout) does not count."
     from imagic.state import model_fingerprint
@@ -157,7 +163,7 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
     "Fit and sample every edit; one record per edit with judgments per (model, η, seed) and timings. With `records` (a .jsonl path), finished edits are stored there and reused. With `upscaler`, the cascade too (see below)."
     from tqdm.auto import tqdm
     from imagic.cascade import fit_upscaler, upscale_factor, upscale_with
-    from imagic.core import encode_image, encode_text, image_size, load_image, pil_to_tensor, to_pil
+    from imagic.core import encode_image, encode_text, image_size
     from imagic.stages import fit_stages, generate_edits
     res = image_size(pipe)
     factor = upscale_factor(upscaler) if upscaler is not None else 1
@@ -166,8 +172,7 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
     for edit in tqdm(edits, desc='edits', disable=not progress):
         key = _record_key(edit, settings, etas, seeds, ablation, upscaler)
         if key in stored and not keep_images: out.append(stored[key]); continue
-        x_full = pil_to_tensor(Image.fromarray(render(edit.source, res * factor)))
-        x = x_full if factor == 1 else load_image(to_pil(x_full)[0], res)  # as `Imagic.fit`: the base model fits the input downsized
+        x_full, x = edit_input(edit, res, factor)
         t0 = time.perf_counter()
         lat = encode_image(pipe, x)
         e_tgt = encode_text(pipe, edit.text)
