@@ -11,7 +11,8 @@ Choosing (`--choose`) isolates the upscaler: its base edit is the ideal one, the
 64 px, so no base-model fit is needed. The rule: the most images that keep both the input's texture and the edit
 (the asked attribute, every other one) — an upscaler fine-tuned too hard keeps the texture and paints the input's
 colour and background back over a colour or background edit. The held-out run is the whole cascade: Imagic's base edits (the model's
-recommended settings, η = 0.7, its four seeds) upsampled by both upscalers with the same seeds.
+recommended settings at the middle recommended η, its four seeds) upsampled by both upscalers with the same seeds.
+The stored run (`nbs/world/08_cascade.jsonl`) had the base model's settings of the time: 300 fine-tuning steps, η 0.7.
 """
 import argparse
 import json
@@ -96,7 +97,7 @@ def main(argv=None):
     ap.add_argument('--device', default='cpu', help='where to run (the models load in float32 there)')
     ap.add_argument('--validation', type=int, default=16)
     ap.add_argument('--edits', type=int, default=24, help='held-out edits (cycling through the kinds: 24 = 6 per kind)')
-    ap.add_argument('--eta', type=float, default=0.7)
+    ap.add_argument('--eta', type=float, default=None, help="the base edits' η (default: the middle of the base model's recommended etas)")
     ap.add_argument('--shard', default='0/1', help='i/n: run every n-th edit starting at i (records are shared)')
     ap.add_argument('--records', default=None)
     ap.add_argument('--threads', type=int, default=None)
@@ -119,6 +120,7 @@ def main(argv=None):
             print('chosen:', best['name'], over, '->', store_settings(resolve_model(args.upscaler), over))
         return
     s = Settings.for_model(base, upscaler=up)
+    if args.eta is None: args.eta = s.etas[len(s.etas) // 2]
     edits = heldout_edits(args.edits)
     records = args.records or HERE / '08_cascade.jsonl'
     mine = [e for i, e in enumerate(edits) if i % shard[1] == shard[0]]

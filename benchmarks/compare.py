@@ -5,7 +5,9 @@
 
 Both steps store one JSON line per (edit, method, knobs) and reuse them when rerun: an interrupted run goes on
 where it stopped, and the tutorial "Why Imagic" reads the same files. Imagic's own knob, η, is the middle of the
-model's recommended etas, which were chosen on the same validation edits by the same rule (`nbs/world/06_sweep.jsonl`).
+model's recommended etas, which were chosen on validation edits by the same rule (`nbs/world/06_sweep.jsonl`,
+`06_pose_study.jsonl`). The stored table was measured with the settings recommended before the pose study (300
+fine-tuning steps, η 0.7); run this again to measure the current ones.
 """
 import argparse
 import json

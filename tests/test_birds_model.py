@@ -73,6 +73,16 @@ def test_recommended_settings_are_stored_and_used(birds):
     assert s.finetune_lr != imagic.Settings().finetune_lr
 
 
+def test_heldout_records_were_measured_with_the_recommended_settings(birds):
+    "The report's held-out tables hold all 64 edits for the settings the model recommends now and for its `fast` preset: changing the stored settings without measuring them again fails here."
+    from imagic.world import heldout_edits
+    from imagic.world.edits import stored_records
+    for preset, ablation in ((None, True), ('fast', False)):
+        s = imagic.Settings.for_model(birds, preset=preset)
+        found = stored_records(ROOT / 'nbs' / 'world' / '06_heldout.jsonl', heldout_edits(64), s, s.etas, s.seeds, ablation)
+        assert len(found) == 64, (preset, len(found))
+
+
 def test_text_to_image_draws_what_the_caption_says(birds):
     q = sample_quality(birds, n=36, guidance_scale=5.0, steps=20, seed=100, progress=False)
     assert q['all'] >= 0.8, {k: q[k] for k in ('pose', 'colour', 'background', 'accessory', 'all')}
