@@ -1,8 +1,8 @@
 """Why Imagic's pose edits fail on the bundled birds model: a study on validation edits only.
 
-Each candidate is a change to the model's recommended settings. For every validation edit of the chosen kinds
+Each candidate is one change to the settings the model recommended when the study began (`BASE`). For every validation edit of the chosen kinds
 (`validation_edits(n)`, a stream apart from training and from the held-out edits), it fits Imagic and samples
-η 0.6 / 0.7 / 0.8 with the four seeds — the same calls as `run_edits` — and stores per image the judge's
+η 0.6 / 0.7 / 0.8 with the four seeds through `run_edits`, and stores per image the judge's
 verdicts *and* the probe's readings (pose, body place and size, facing, breast patch, the named attributes), so
 that a failed pose edit can be told apart: pose not drawn, bird moved, facing flipped, patch lost.
 
@@ -16,13 +16,14 @@ The report notebook (`nbs/world/06_report.ipynb`) reads them.
 import argparse
 import dataclasses
 import json
-import time
 from pathlib import Path
 
 import torch
 
-CANDIDATES = {  # name: changes to the recommended settings
-    'recommended': {},
+# where the study began: the settings the model recommended then (F300: 300 fine-tuning steps, η 0.6 / 0.7 / 0.8)
+BASE = dict(finetune_steps=300, etas=(0.6, 0.7, 0.8))
+CANDIDATES = {  # name: changes to BASE, on the model's recommended settings
+    'F300': {},
     '600 steps': dict(finetune_steps=600),
     '900 steps': dict(finetune_steps=900),
     'finetune lr 6e-5': dict(finetune_lr=6e-5),
@@ -47,32 +48,25 @@ def study_edits(n:int, kinds, source_pose=None) -> list:
 
 
 def run(pipe, name:str, edits, records=RECORDS, shard=(0, 1), progress:bool=True):
-    "Fit and sample each edit of `edits` with candidate `name`, storing a line per edit in `records` (reused when there)."
-    from imagic.core import Settings, append_jsonl, encode_image, encode_text, read_jsonl
-    from imagic.stages import fit_stages, generate_edits
-    from imagic.world import judge, probe
-    from imagic.world.edits import edit_input
-    s = Settings.for_model(pipe, **CANDIDATES[name])
-    done = {r['key'] for r in read_jsonl(records)} if Path(records).exists() else set()
+    "Fit and sample each edit of `edits` with candidate `name` (through `run_edits`, keeping its images), storing a line per edit with the probe's readings in `records` (reused when there)."
+    from imagic.core import Settings, append_jsonl, read_jsonl
+    from imagic.world import probe, run_edits
+    s = Settings.for_model(pipe, **{**BASE, **CANDIDATES[name]})
+    done = {r['key'] for r in read_jsonl(records)}
     for j, (i, e) in enumerate(edits):
         key = record_key(s, e)
         if j % shard[1] != shard[0] or key in done: continue
-        _, x = edit_input(e, 64)
-        t0 = time.perf_counter()
-        e_tgt = encode_text(pipe, e.text)
-        e_opt, unet, _, _ = fit_stages(pipe, encode_image(pipe, x), e_tgt, s, progress=False)
-        fit_s = time.perf_counter() - t0
-        grid = generate_edits(pipe, e_tgt, e_opt, s, unet=unet, etas=ETAS, progress=False)
+        rec, = run_edits(pipe, [e], s, etas=ETAS, seeds=s.seeds, ablation=False, progress=False, keep_images=True)
         images = []
-        for eta, row in zip(ETAS, grid):
-            for seed, im in zip(s.seeds, row):
-                p = probe(im)
-                images.append(dict(eta=eta, seed=seed, **judge(e, im), **{f: getattr(p, f) for f in (
+        for eta in ETAS:
+            for seed in s.seeds:
+                p = probe(rec['images']['finetuned', eta, seed])
+                images.append(dict(eta=eta, seed=seed, **rec['judged']['finetuned', eta, seed], **{f: getattr(p, f) for f in (
                     'pose', 'colour', 'background', 'accessory', 'cx', 'cy', 'size', 'facing', 'patch')}))
         append_jsonl(records, dict(key=key, candidate=name, overrides=CANDIDATES[name], edit=i, kind=e.kind,
                                    source=dataclasses.asdict(e.source), target=dataclasses.asdict(e.target),
-                                   fit_s=fit_s, images=images))
-        if progress: print(f'{name}: edit {i} ({e.kind}) {fit_s:.0f} s', flush=True)
+                                   fit_s=rec['fit_s'], images=images))
+        if progress: print(f'{name}: edit {i} ({e.kind}) {rec["fit_s"]:.0f} s', flush=True)
 
 
 def main():
