@@ -30,6 +30,7 @@ from imagic.core import (DEFAULT_MODEL, DEFAULT_UPSCALER, Settings, append_jsonl
                          store_settings)
 from imagic.world import EDIT_KINDS, cascade_rates, heldout_edits, judge, render, run_edits, validation_edits
 from imagic.world.edits import edit_input
+from imagic.state import model_fingerprint, results_key
 
 HERE = Path(__file__).resolve().parent.parent / 'nbs' / 'world'
 BUDGET_S = 60  # the issue's bound on the upscaler's fine-tuning per edit, on this CPU
@@ -63,13 +64,14 @@ def upscaler_trial(base, up, edit, settings, seeds=(0, 1, 2, 3)) -> dict:
 def trials(base, up, edits, candidates, records, shard=(0, 1)) -> dict:
     "Run (or read back from `records`) every (edit, candidate) trial: name -> list of trial dicts in edit order."
     done = {d['key']: d for d in read_jsonl(records)}
+    up_id = model_fingerprint(up)  # the trials upsample the ideal base edit: the base model's weights play no part
     out = {}
     for name, over in candidates:
         # not the upscaler's stored settings: what --choose stores must not change the candidates (and their records' keys)
         s = Settings.for_model(base, **{**SAMPLING, **over})
         out[name] = []
         for i, e in enumerate(edits):
-            key = json.dumps([asdict(e.source), asdict(e.target), e.kind, s.to_dict()], sort_keys=True)
+            key = results_key([asdict(e.source), asdict(e.target), e.kind, s.to_dict()], up_id)
             if key not in done:
                 if i % shard[1] != shard[0]: continue
                 done[key] = dict(key=key, name=name, kind=e.kind, device=str(base.unet.device), **upscaler_trial(base, up, e, s))

@@ -15,7 +15,6 @@ The report notebook (`nbs/world/06_report.ipynb`) reads them.
 """
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 import torch
@@ -34,10 +33,10 @@ ETAS = (0.6, 0.7, 0.8)
 RECORDS = Path(__file__).resolve().parent.parent / 'nbs' / 'world' / '06_pose_study.jsonl'
 
 
-def record_key(settings, edit) -> str:
-    "What a record depends on: the full settings and the edit."
-    return json.dumps([settings.to_dict(), dataclasses.asdict(edit.source), dataclasses.asdict(edit.target), list(ETAS)],
-                      sort_keys=True)
+def record_key(pipe, settings, edit) -> str:
+    "What a record depends on: the full settings, the edit, and the model's weights (a pipeline or its fingerprint)."
+    from imagic.state import results_key
+    return results_key([settings.to_dict(), dataclasses.asdict(edit.source), dataclasses.asdict(edit.target), list(ETAS)], pipe)
 
 
 def study_edits(n:int, kinds, source_pose=None) -> list:
@@ -52,9 +51,10 @@ def run(pipe, name:str, edits, records=RECORDS, shard=(0, 1), progress:bool=True
     from imagic.core import Settings, append_jsonl, read_jsonl
     from imagic.world import probe, run_edits
     s = Settings.for_model(pipe, **{**BASE, **CANDIDATES[name]})
-    done = {r['key'] for r in read_jsonl(records)}
+    from imagic.state import model_fingerprint
+    done, fp = {r['key'] for r in read_jsonl(records)}, model_fingerprint(pipe)
     for j, (i, e) in enumerate(edits):
-        key = record_key(s, e)
+        key = record_key(fp, s, e)
         if j % shard[1] != shard[0] or key in done: continue
         rec, = run_edits(pipe, [e], s, etas=ETAS, seeds=s.seeds, ablation=False, progress=False, keep_images=True)
         images = []

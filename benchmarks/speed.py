@@ -22,6 +22,7 @@ Each stage measurement runs in its own process, so that one's memory does not co
 """
 import argparse
 import copy
+import functools
 import json
 import os
 import resource
@@ -276,12 +277,19 @@ def quality_worker(args):
 def _threads_per_job(args): return max(1, (os.cpu_count() or 1) // args.jobs)
 
 
+@functools.lru_cache(maxsize=None)
+def _cpu_pipeline(model):
+    "The model, loaded once in this process (its weights' fingerprint is part of every stored record's key)."
+    import imagic
+    return imagic.load_pipeline(model, device='cpu')
+
+
 def _stored(args, config, n):
-    "The held-out edits among the first `n` whose records for `config` are already stored: index -> record."
+    "The held-out edits among the first `n` whose records for `config` (and the model's weights) are already stored: index -> record."
     from imagic.world import heldout_edits
     from imagic.world.edits import stored_records
     s = quality_settings(args, config)
-    return stored_records(args.records, heldout_edits(n), s, s.etas, s.seeds, config == 'recommended')
+    return stored_records(args.records, _cpu_pipeline(args.model), heldout_edits(n), s, s.etas, s.seeds, config == 'recommended')
 
 
 def quality(args, config, n):

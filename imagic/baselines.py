@@ -17,6 +17,7 @@ from PIL import Image
 
 from .core import (DEFAULT_CLIP, Settings, append_jsonl, cond_map, encode_image, encode_text, image_size, load_image,
                          model_family, read_jsonl, recommended_settings, to_pil, unet_inputs)
+from .state import model_fingerprint, results_key
 
 # %% ../nbs/15_baselines.ipynb 6
 DEFAULT_KNOBS = {
@@ -153,9 +154,9 @@ def _resolved_knobs(pipe, method:str, given:dict) -> dict:
     if method == 'imagic': k = dict(eta=k.pop('eta'), settings=Settings.for_model(pipe, **k).to_dict())
     return k
 
-def _record_key(i, edit, method, seeds, knobs) -> str:
-    "What a stored record must match to be reused: the edit (index and texts), the method, the seeds and the resolved knobs."
-    return json.dumps([i, edit.source_text, edit.text, method, list(seeds), knobs], sort_keys=True, default=str)
+def _record_key(model, i, edit, method, seeds, knobs) -> str:
+    "What a stored record must match to be reused: the model's weights (a pipeline or its fingerprint), the edit (index and texts), the method, the seeds and the resolved knobs."
+    return results_key([i, edit.source_text, edit.text, method, list(seeds), knobs], model)
 
 def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'), seeds=(0, 1, 2, 3), knobs=None,
             records=None, keep_images:bool=False, clip_model=DEFAULT_CLIP, stored_only:bool=False, progress:bool=True) -> list:
@@ -168,11 +169,12 @@ def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'
         if m not in METHODS: raise ValueError(f"unknown method {m!r}; one of {tuple(METHODS)}")
     done = {r['key']: r for r in read_jsonl(records)}
     resolved = {m: _resolved_knobs(pipe, m, knobs.get(m, {})) for m in methods}
+    fp = model_fingerprint(pipe)
     out = []
     res = image_size(pipe)
     jobs = [(i, e, m) for i, e in enumerate(edits) for m in methods]
     for i, e, m in tqdm(jobs, desc='compare', disable=not progress):
-        key = _record_key(i, e, m, seeds, resolved[m])
+        key = _record_key(fp, i, e, m, seeds, resolved[m])
         if key in done and not keep_images: out.append(done[key]); continue
         if stored_only: continue
         src = Image.fromarray(render(e.source, res))

@@ -79,7 +79,7 @@ def test_heldout_records_were_measured_with_the_recommended_settings(birds):
     from imagic.world.edits import stored_records
     for preset, ablation in ((None, True), ('fast', False)):
         s = imagic.Settings.for_model(birds, preset=preset)
-        found = stored_records(ROOT / 'nbs' / 'world' / '06_heldout.jsonl', heldout_edits(64), s, s.etas, s.seeds, ablation)
+        found = stored_records(ROOT / 'nbs' / 'world' / '06_heldout.jsonl', birds, heldout_edits(64), s, s.etas, s.seeds, ablation)
         assert len(found) == 64, (preset, len(found))
 
 

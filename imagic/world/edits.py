@@ -19,6 +19,7 @@ from PIL import Image
 from .scene import (ACCESSORIES, BACKGROUNDS, COLOURS, FACINGS, NAMED_FIELDS, PATCHES, POSES, TEXTURES,
                                 UNNAMED_FIELDS, Scene, all_captions, parse_caption, position_range, random_scene, render)
 from ..core import append_jsonl, read_jsonl
+from ..state import model_fingerprint, results_key
 from .probe import probe
 from .train import HELDOUT_SEED, VALIDATION_SEED
 
@@ -127,16 +128,11 @@ def edit_input(edit:Edit, res:int, factor:int=1) -> tuple:
     x_full = pil_to_tensor(Image.fromarray(render(edit.source, res * factor)))
     return x_full, (x_full if factor == 1 else load_image(to_pil(x_full)[0], res))
 
-def _upscaler_id(up) -> str:
-    "The upscaler's weights' fingerprint: where it was loaded from (a folder that moves with the checkout) does not count."
-    from imagic.state import model_fingerprint
-    return model_fingerprint(up)
-
-def _record_key(edit:Edit, settings, etas, seeds, ablation:bool, upscaler=None) -> str:
-    "What makes a stored record reusable: the edit, every setting, the η and seeds sampled, whether the ablation ran, and the cascade's upscaler."
-    return json.dumps([asdict(edit.source), asdict(edit.target), edit.kind, settings.to_dict(),
-                       [float(e) for e in etas], [int(s) for s in seeds], bool(ablation)]
-                      + ([_upscaler_id(upscaler)] if upscaler is not None else []), sort_keys=True)
+def _record_key(pipe, edit:Edit, settings, etas, seeds, ablation:bool, upscaler=None) -> str:
+    "What makes a stored record reusable: the edit, every setting, the η and seeds sampled, whether the ablation ran, and the weights of the model and of the cascade's upscaler (their fingerprints: not where they were loaded from, a folder that moves with the checkout)."
+    return results_key([asdict(edit.source), asdict(edit.target), edit.kind, settings.to_dict(),
+                        [float(e) for e in etas], [int(s) for s in seeds], bool(ablation)],
+                       pipe, *([upscaler] if upscaler is not None else []))
 
 def _record_line(key:str, rec:dict) -> dict:
     judged = [[m, e, s, *(bool(v[c]) for c in ('attr', 'kept', 'both', 'fine') if c in v)] for (m, e, s), v in rec['judged'].items()]
@@ -152,10 +148,11 @@ def read_records(path) -> dict:
                              **{k: v for k, v in d.items() if k.endswith('_s')})
     return out
 
-def stored_records(path, edits, settings, etas, seeds, ablation:bool, upscaler=None) -> dict:
-    "Of `edits`, those whose `run_edits` records with these settings, η, seeds, ablation and upscaler are stored in `path`: index -> record."
+def stored_records(path, pipe, edits, settings, etas, seeds, ablation:bool, upscaler=None) -> dict:
+    "Of `edits`, those whose `run_edits` records with this model (`pipe`), settings, η, seeds, ablation and upscaler are stored in `path`: index -> record."
     store = read_records(path)
-    keys = [_record_key(e, settings, etas, seeds, ablation, upscaler) for e in edits]
+    models = [model_fingerprint(m) for m in (pipe, upscaler) if m is not None]
+    keys = [_record_key(models[0], e, settings, etas, seeds, ablation, models[1] if upscaler is not None else None) for e in edits]
     return {i: store[k] for i, k in enumerate(keys) if k in store}
 
 def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=(0, 1, 2, 3),
@@ -170,7 +167,7 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
     stored = read_records(records)
     out = []
     for edit in tqdm(edits, desc='edits', disable=not progress):
-        key = _record_key(edit, settings, etas, seeds, ablation, upscaler)
+        key = _record_key(pipe, edit, settings, etas, seeds, ablation, upscaler)
         if key in stored and not keep_images: out.append(stored[key]); continue
         x_full, x = edit_input(edit, res, factor)
         t0 = time.perf_counter()
