@@ -39,13 +39,15 @@ def model_fingerprint(pipe) -> str:
     h.update(f'text:{pipe.text_encoder.config.hidden_size}'.encode())
     return h.hexdigest()
 
+def _fingerprint(model) -> str: return model if isinstance(model, str) else model_fingerprint(model)
+
 def results_key(parts, *models) -> str:
     "One JSON string naming what stored results depend on: `parts` (inputs, settings, seeds…) and the weights of each of `models` (a pipeline, or its `model_fingerprint`), so that results a model with other weights produced are never reused."
-    return json.dumps(list(parts) + [m if isinstance(m, str) else model_fingerprint(m) for m in models], sort_keys=True, default=str)
+    return json.dumps(list(parts) + [_fingerprint(m) for m in models], sort_keys=True, default=str)
 
 def results_of(records, *models) -> list:
     "Of stored `records` (dicts whose 'key' a `results_key` made), those that `models` (pipelines or fingerprints, in the key's order) produced."
-    fps = [m if isinstance(m, str) else model_fingerprint(m) for m in models]
+    fps = [_fingerprint(m) for m in models]
     return [r for r in records if json.loads(r['key'])[-len(fps):] == fps]
 
 # %% ../nbs/03_state.ipynb 9

@@ -151,8 +151,8 @@ def read_records(path) -> dict:
 def stored_records(path, pipe, edits, settings, etas, seeds, ablation:bool, upscaler=None) -> dict:
     "Of `edits`, those whose `run_edits` records with this model (`pipe`), settings, η, seeds, ablation and upscaler are stored in `path`: index -> record."
     store = read_records(path)
-    models = [model_fingerprint(m) for m in (pipe, upscaler) if m is not None]
-    keys = [_record_key(models[0], e, settings, etas, seeds, ablation, models[1] if upscaler is not None else None) for e in edits]
+    fp, up_fp = model_fingerprint(pipe), (model_fingerprint(upscaler) if upscaler is not None else None)
+    keys = [_record_key(fp, e, settings, etas, seeds, ablation, up_fp) for e in edits]
     return {i: store[k] for i, k in enumerate(keys) if k in store}
 
 def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=(0, 1, 2, 3),
@@ -165,9 +165,10 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
     res = image_size(pipe)
     factor = upscale_factor(upscaler) if upscaler is not None else 1
     stored = read_records(records)
+    fp, up_fp = model_fingerprint(pipe), (model_fingerprint(upscaler) if upscaler is not None else None)
     out = []
     for edit in tqdm(edits, desc='edits', disable=not progress):
-        key = _record_key(pipe, edit, settings, etas, seeds, ablation, upscaler)
+        key = _record_key(fp, edit, settings, etas, seeds, ablation, up_fp)
         if key in stored and not keep_images: out.append(stored[key]); continue
         x_full, x = edit_input(edit, res, factor)
         t0 = time.perf_counter()
