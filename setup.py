@@ -13,6 +13,7 @@ statuses = ['1 - Planning', '2 - Pre-Alpha', '3 - Alpha', '4 - Beta', '5 - Produ
 lic = licenses[cfg['license']]
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
+tutorials_requirements = cfg.get('tutorials_requirements', '').split()
 scripts = [s for s in cfg.get('console_scripts', '').split() if s]
 readme = Path(__file__).parent / 'README.md'
 
@@ -37,9 +38,9 @@ setuptools.setup(
     python_requires='>=' + cfg['min_python'],
     packages=setuptools.find_packages(include=['imagic', 'imagic.*']),
     include_package_data=True,
-    package_data={'imagic': ['models/**/*', 'models/*']},
+    package_data={'imagic': ['models/**/*', 'models/*', 'jupyter/**/*']},
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'tutorials': tutorials_requirements, 'dev': dev_requirements + tutorials_requirements},
     entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,
 )

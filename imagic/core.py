@@ -20,6 +20,7 @@ import math
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,10 +108,22 @@ def _shared_components(model, dtype) -> dict:
         parts[name] = cls.from_pretrained(folder / name, **({'dtype': dtype} if issubclass(cls, torch.nn.Module) else {}))
     return parts
 
+@contextmanager
+def _loading_bars(show:bool):
+    "diffusers' and transformers' loading progress bars on or off for the duration (downloads keep their own)."
+    from diffusers.utils import logging as dl
+    from transformers.utils import logging as tl
+    before = dl.is_progress_bar_enabled(), tl.is_progress_bar_enabled()
+    for lib in (dl, tl): lib.enable_progress_bar() if show else lib.disable_progress_bar()
+    try: yield
+    finally:
+        for lib, on in zip((dl, tl), before): lib.enable_progress_bar() if on else lib.disable_progress_bar()
+
 def load_pipeline(
     model=DEFAULT_MODEL,  # bundled model name, local diffusers folder, or hub id ('stable-diffusion-v1-5/stable-diffusion-v1-5', 'stabilityai/stable-diffusion-xl-base-1.0')
     device=None,     # torch device; None: the GPU if there is one, else the CPU
     dtype=None,      # torch dtype; None: float16 on CUDA, float32 elsewhere
+    progress:bool=None,  # progress bar while the components load; None: not for the bundled models (they load in a second)
 ):                   # a `StableDiffusionPipeline` or `StableDiffusionXLPipeline` with a DDIM scheduler, frozen weights, no safety checker
     "Load a Stable Diffusion (1.x, 2.x or XL) pipeline ready for Imagic."
     from diffusers import DDIMScheduler, StableDiffusionPipeline
@@ -119,10 +132,11 @@ def load_pipeline(
     source = resolve_model(model)
     cls = _pipeline_class(source)
     extra = dict(safety_checker=None, requires_safety_checker=False) if cls is StableDiffusionPipeline else {}
-    extra.update(_shared_components(model, dtype))
+    if progress is None: progress = str(model) not in BUNDLED_MODELS
     try:
-        with warnings.catch_warnings():  # newer diffusers renamed torch_dtype to dtype; the old name works in both
+        with warnings.catch_warnings(), _loading_bars(progress):  # newer diffusers renamed torch_dtype to dtype; the old name works in both
             warnings.filterwarnings('ignore', message='.*torch_dtype.*')
+            extra.update(_shared_components(model, dtype))
             pipe = cls.from_pretrained(source, torch_dtype=dtype, **extra)
     except OSError as e:
         raise FileNotFoundError(f"could not load model {model!r}: {e}") from e

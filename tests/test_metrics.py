@@ -12,13 +12,14 @@ from PIL import Image
 
 import imagic
 from imagic import metrics
-from imagic.metrics import clip_score, lpips_distance, lpips_trunk_path, pick_eta, tradeoff
+from imagic.metrics import (clip_score, lpips_distance, lpips_reference_dir, lpips_reference_missing, lpips_trunk_path,
+                            pick_eta, tradeoff)
 from dataclasses import replace
 
 from imagic.world import Scene, render
 from imagic.world.train import make_dataset
 
-REF = Path(__file__).resolve().parents[2] / 'shared' / 'lpips-reference'
+REF = lpips_reference_dir()  # the LPIPS project's example images live outside the repository; CI requires them
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -28,10 +29,22 @@ def lpips_weights():
 
 
 @pytest.mark.parametrize('net,expected', [('alex', (0.722, 0.138)), ('vgg', (0.569, 0.422))])
+@pytest.mark.skipif(REF is None, reason=lpips_reference_missing())
 def test_lpips_reproduces_published_distances(net, expected):
     ref, p0, p1 = (Image.open(REF / f'ex_{n}.png') for n in ('ref', 'p0', 'p1'))
     d = lpips_distance([ref, ref], [p0, p1], net=net)
     assert torch.allclose(d, torch.tensor(expected), atol=2e-3), d
+
+
+def test_lpips_reference_folder_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv('IMAGIC_LPIPS_REFERENCE', str(tmp_path))
+    monkeypatch.delenv('IMAGIC_REQUIRE_LPIPS_REFERENCE', raising=False)
+    assert lpips_reference_dir() is None and str(tmp_path) in lpips_reference_missing()
+    monkeypatch.setenv('IMAGIC_REQUIRE_LPIPS_REFERENCE', '1')
+    with pytest.raises(FileNotFoundError, match='IMAGIC_LPIPS_REFERENCE'):
+        lpips_reference_dir()
+    for name in metrics.LPIPS_REFERENCE_FILES: Image.new('RGB', (8, 8)).save(tmp_path / name)
+    assert lpips_reference_dir() == tmp_path
 
 
 def test_lpips_basic_properties():
