@@ -17,7 +17,6 @@ The stored run (`nbs/world/08_cascade.jsonl`) had the base model's settings of t
 import argparse
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from imagic.cascade import fit_upscaler, upscale_factor, upscale_with
 from imagic.core import (DEFAULT_MODEL, DEFAULT_UPSCALER, Settings, append_jsonl, encode_text, image_size, read_jsonl, resolve_model,
                          store_settings)
 from imagic.world import EDIT_KINDS, cascade_rates, heldout_edits, judge, render, run_edits, validation_edits
-from imagic.world.edits import edit_input
+from imagic.world.edits import edit_input, scene_dict
 from imagic.state import model_fingerprint, results_key
 
 HERE = Path(__file__).resolve().parent.parent / 'nbs' / 'world'
@@ -71,7 +70,7 @@ def trials(base, up, edits, candidates, records, shard=(0, 1)) -> dict:
         s = Settings.for_model(base, **{**SAMPLING, **over})
         out[name] = []
         for i, e in enumerate(edits):
-            key = results_key([asdict(e.source), asdict(e.target), e.kind, s.to_dict()], up_id)
+            key = results_key([scene_dict(e.source), scene_dict(e.target), e.kind, s.to_dict()], up_id)
             if key not in done:
                 if i % shard[1] != shard[0]: continue
                 done[key] = dict(key=key, name=name, kind=e.kind, device=str(base.unet.device), **upscaler_trial(base, up, e, s))

@@ -14,7 +14,6 @@ The report notebook (`nbs/world/06_report.ipynb`) reads them.
     python benchmarks/pose_study.py --candidate '600 steps' --kinds colour background accessory --n 32
 """
 import argparse
-import dataclasses
 from pathlib import Path
 
 import torch
@@ -36,7 +35,8 @@ RECORDS = Path(__file__).resolve().parent.parent / 'nbs' / 'world' / '06_pose_st
 def record_key(pipe, settings, edit) -> str:
     "What a record depends on: the full settings, the edit, and the model's weights (a pipeline or its fingerprint)."
     from imagic.state import results_key
-    return results_key([settings.to_dict(), dataclasses.asdict(edit.source), dataclasses.asdict(edit.target), list(ETAS)], pipe)
+    from imagic.world.edits import scene_dict
+    return results_key([settings.to_dict(), scene_dict(edit.source), scene_dict(edit.target), list(ETAS)], pipe)
 
 
 def study_edits(n:int, kinds, source_pose=None) -> list:
@@ -64,7 +64,7 @@ def run(pipe, name:str, edits, records=RECORDS, shard=(0, 1), progress:bool=True
                 images.append(dict(eta=eta, seed=seed, **rec['judged']['finetuned', eta, seed], **{f: getattr(p, f) for f in (
                     'pose', 'colour', 'background', 'accessory', 'cx', 'cy', 'size', 'facing', 'patch')}))
         append_jsonl(records, dict(key=key, candidate=name, overrides=CANDIDATES[name], edit=i, kind=e.kind,
-                                   source=dataclasses.asdict(e.source), target=dataclasses.asdict(e.target),
+                                   source=scene_dict(e.source), target=scene_dict(e.target),
                                    fit_s=rec['fit_s'], images=images))
         if progress: print(f'{name}: edit {i} ({e.kind}) {rec["fit_s"]:.0f} s', flush=True)
 

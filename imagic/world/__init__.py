@@ -6,15 +6,18 @@
 __all__ = []
 
 # %% ../../nbs/world/index.ipynb 3
-from .scene import (ACCESSORIES, BACKGROUNDS, COLOURS, FACINGS, NAMED_FIELDS, PATCHES, POSES, TEXTURES,
-                                UNNAMED_FIELDS, Scene, all_captions, caption, parse_caption, random_scene, render)
-from .probe import ProbeResult, probe, probe_accuracy
-from .train import HELDOUT_SEED, MODEL_RES, TRAIN_SEED, VALIDATION_SEED
-from .edits import (EDIT_KINDS, POSITION_TOL, SIZE_TOL, Edit, cascade_rates, heldout_edits, judge, perturb, rates_table,
-                                read_records, run_edits, sample_quality, success_rates, validation_edits)
+from .scene import (ACCESSORIES, BACKGROUNDS, CLUTTER_COLOURS, COLOURS, DETAIL_TOL, FACINGS, MARK_COLOURS,
+                                NAMED_FIELDS, PATCHES, POSES, TEXTURES, UNNAMED_FIELDS, Scene, all_captions, caption,
+                                mark_points, parse_caption, random_scene, render)
+from .probe import ProbeResult, details_match, probe, probe_accuracy
+from .train import DETAIL_SEED, HELDOUT_SEED, MODEL_RES, TRAIN_SEED, VALIDATION_SEED
+from .edits import (EDIT_KINDS, POSITION_TOL, SIZE_TOL, Edit, cascade_rates, detail_survival, heldout_edits,
+                                identity_kept, judge, perturb, rates_table, read_records, run_edits, sample_quality,
+                                success_rates, vae_identity_kept, validation_edits)
 
 __all__ = ['Scene', 'random_scene', 'render', 'caption', 'all_captions', 'parse_caption', 'probe', 'ProbeResult', 'probe_accuracy',
            'EDIT_KINDS', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'Edit', 'heldout_edits', 'validation_edits', 'judge', 'perturb',
            'run_edits', 'read_records', 'success_rates', 'rates_table', 'cascade_rates', 'sample_quality', 'POSITION_TOL', 'SIZE_TOL',
            'POSES', 'COLOURS', 'BACKGROUNDS', 'ACCESSORIES', 'FACINGS', 'PATCHES', 'TEXTURES',
-           'MODEL_RES', 'TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED']
+           'MODEL_RES', 'TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED',
+           'detail_survival', 'identity_kept', 'vae_identity_kept', 'details_match', 'mark_points', 'MARK_COLOURS', 'CLUTTER_COLOURS', 'DETAIL_TOL', 'DETAIL_SEED']

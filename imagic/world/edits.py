@@ -4,8 +4,9 @@
 
 # %% auto 0
 __all__ = ['EDIT_KINDS', 'POSITION_TOL', 'SIZE_TOL', 'Edit', 'make_edit', 'heldout_edits', 'validation_edits', 'kept_fields',
-           'judge', 'perturb', 'sample_quality', 'edit_input', 'read_records', 'stored_records', 'run_edits',
-           'edit_successes', 'success_rates', 'sign_test', 'rates_table', 'cascade_rates']
+           'judge', 'perturb', 'sample_quality', 'identity_kept', 'detail_survival', 'vae_identity_kept', 'edit_input',
+           'scene_dict', 'read_records', 'stored_records', 'run_edits', 'edit_successes', 'success_rates', 'sign_test',
+           'rates_table', 'cascade_rates']
 
 # %% ../../nbs/world/03_edits.ipynb 3
 import json
@@ -14,14 +15,16 @@ import time
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
+import torch
 from PIL import Image
 
-from .scene import (ACCESSORIES, BACKGROUNDS, COLOURS, FACINGS, NAMED_FIELDS, PATCHES, POSES, TEXTURES,
-                                UNNAMED_FIELDS, Scene, all_captions, parse_caption, position_range, random_scene, render)
+from .scene import (ACCESSORIES, BACKGROUNDS, CLUTTER_COLOURS, CLUTTER_GAP, CLUTTER_RADIUS, COLOURS, FACINGS,
+                                MARK_COLOURS, MARK_RADIUS, MARK_REGION, NAMED_FIELDS, PATCHES, POSES, TEXTURES, UNNAMED_FIELDS,
+                                Scene, all_captions, bird_box, mark_points, parse_caption, position_range, random_scene, render)
 from ..core import append_jsonl, read_jsonl
 from ..state import model_fingerprint, results_key
-from .probe import probe
-from .train import HELDOUT_SEED, VALIDATION_SEED
+from .probe import details_match, probe
+from .train import DETAIL_SEED, HELDOUT_SEED, VALIDATION_SEED
 
 # %% ../../nbs/world/03_edits.ipynb 6
 EDIT_KINDS = ('pose', 'colour', 'background', 'accessory')
@@ -50,14 +53,14 @@ def make_edit(source:Scene, kind:str, rng:np.random.Generator) -> Edit:
     others = [v for v in _OPTIONS[kind] if v != getattr(source, kind)]
     return Edit(source, replace(source, **{kind: others[rng.integers(len(others))]}), kind)
 
-def heldout_edits(n:int=64, seed:int=HELDOUT_SEED) -> list:
-    "`n` edits of fresh inputs, cycling through `EDIT_KINDS` in order (pose, colour, background, accessory); `seed` picks the stream."
+def heldout_edits(n:int=64, seed:int=HELDOUT_SEED, details:bool=False) -> list:
+    "`n` edits of fresh inputs, cycling through `EDIT_KINDS` in order (pose, colour, background, accessory); `seed` picks the stream; `details`: inputs with marks and clutter."
     rng = np.random.default_rng(seed)
-    return [make_edit(random_scene(rng), EDIT_KINDS[i % len(EDIT_KINDS)], rng) for i in range(n)]
+    return [make_edit(random_scene(rng, details=details), EDIT_KINDS[i % len(EDIT_KINDS)], rng) for i in range(n)]
 
-def validation_edits(n:int=32) -> list:
+def validation_edits(n:int=32, details:bool=False) -> list:
     "Edits for choosing settings: a stream apart from both training and the held-out edits."
-    return heldout_edits(n, seed=VALIDATION_SEED)
+    return heldout_edits(n, seed=VALIDATION_SEED, details=details)
 
 # %% ../../nbs/world/03_edits.ipynb 9
 POSITION_TOL, SIZE_TOL = 0.05, 0.10
@@ -69,6 +72,8 @@ def kept_fields(edit:Edit, p) -> dict:
     out.update(facing=p.facing == s.facing, patch=p.patch == s.patch,
                position=p.size > 0 and math.hypot(p.cx - s.cx, p.cy - s.cy) <= POSITION_TOL,
                size=p.size > 0 and abs(p.size / s.size - 1) <= SIZE_TOL)
+    if s.marks or s.clutter:  # a world with details: every mark and pebble in its place and colour, nothing added
+        out.update(marks=details_match(mark_points(s), p.marks), clutter=details_match(s.clutter, p.clutter))
     return out
 
 def judge(edit:Edit, image) -> dict:
@@ -85,8 +90,37 @@ def _fits(s:Scene) -> bool:
     (x0, x1), (y0, y1) = position_range(s.size, s.facing)
     return x0 - 1e-9 <= s.cx <= x1 + 1e-9 and y0 - 1e-9 <= s.cy <= y1 + 1e-9
 
+def _drawable(scene:Scene, field:str, item) -> bool:
+    "Whether a mark (u, v, colour) or a pebble (x, y, colour) lies where `random_scene` could have drawn it."
+    x, y, _ = item
+    if field == 'marks':
+        (u0, u1), (v0, v1), r = MARK_REGION[0], MARK_REGION[1], MARK_RADIUS / scene.size
+        return u0 <= x <= u1 and v0 <= y <= v1 and ((abs(x) + r) / .5) ** 2 + ((abs(y) + r) / .32) ** 2 <= 1
+    l, t, r, b = bird_box(scene, CLUTTER_GAP + CLUTTER_RADIUS)
+    lo, hi = CLUTTER_GAP + CLUTTER_RADIUS, 1 - CLUTTER_GAP - CLUTTER_RADIUS
+    return lo <= x <= hi and lo <= y <= hi and not (l <= x <= r and t <= y <= b)
+
+def _move_detail(scene:Scene, field:str, rng) -> Scene:
+    "One mark or pebble moved 3–5 px (at 64 px) to where it can be drawn, clear of the others; recoloured where it cannot move."
+    items = list(getattr(scene, field))
+    if not items: raise ValueError(f"the scene has no {field} to change")
+    k = int(rng.integers(len(items)))
+    a, b, col = items[k]
+    scale = scene.size if field == 'marks' else 1.  # marks live in body widths
+    where = lambda its: mark_points(replace(scene, marks=tuple(its))) if field == 'marks' else its
+    for _ in range(100):
+        d, ang = rng.uniform(3, 5) / 64, rng.uniform(0, 2 * math.pi)
+        new = items[:k] + [(a + d * math.cos(ang) / scale, b + d * math.sin(ang) / scale, col)] + items[k + 1:]
+        pts = where(new)
+        if _drawable(scene, field, new[k]) and all(math.hypot(pts[k][0] - p[0], pts[k][1] - p[1]) > 5 / 64 for j, p in enumerate(pts) if j != k):
+            return replace(scene, **{field: tuple(new)})
+    palette = [c for c in (MARK_COLOURS if field == 'marks' else CLUTTER_COLOURS) if c != col]
+    items[k] = (a, b, palette[int(rng.integers(len(palette)))])
+    return replace(scene, **{field: tuple(items)})
+
 def perturb(scene:Scene, field:str, rng:np.random.Generator) -> Scene:
     "`scene` with `field` changed beyond the judge's tolerance (every other field as it was), still inside the frame where it can be."
+    if field in ('marks', 'clutter'): return _move_detail(scene, field, rng)
     if field in _OPTIONS:
         others = [v for v in _OPTIONS[field] if v != getattr(scene, field)]
         return replace(scene, **{field: others[rng.integers(len(others))]})
@@ -119,18 +153,71 @@ def sample_quality(pipe, n:int=300, guidance_scale:float=5.0, steps:int=50, seed
     for k in ('facing', 'patch'):
         vals = [getattr(p, k) for p in probes]
         spread[k] = {v: vals.count(v) / n for v in _OPTIONS[k]}
+    for k, palette in (('marks', MARK_COLOURS), ('clutter', CLUTTER_COLOURS)):  # the details, where the world has them
+        items = [it for p in probes for it in getattr(p, k)]
+        counts = [len(getattr(p, k)) for p in probes]
+        spread[f'{k}_count'] = {c: counts.count(c) / n for c in sorted(set(counts))}
+        spread[f'{k}_colours'] = {c: sum(it[2] == c for it in items) / max(1, len(items)) for c in palette}
+        spread[f'{k}_x_std'] = float(np.std([it[0] for it in items])) if items else 0.
     return dict(n=n, **acc, **spread, images=ims, captions=chosen, probes=probes)
 
 # %% ../../nbs/world/03_edits.ipynb 17
+def identity_kept(scene:Scene, image) -> dict:
+    "Which parts of `scene`'s unnamed identity the probe finds kept in `image` (facing, patch, position, size; marks and clutter where it has them)."
+    kept = kept_fields(Edit(scene, scene, 'pose'), probe(image))
+    return {k: bool(v) for k, v in kept.items() if k not in NAMED_FIELDS}
+
+def detail_survival(pipe, strengths=(0.3, 0.6), n:int=48, seed:int=DETAIL_SEED, details:bool=True, progress:bool=True,
+                    per_field:bool=False, method=None) -> dict:
+    "Per SDEdit strength, the share of `n` fresh renders (stream `seed`) whose unnamed identity is kept after SDEdit under their own caption with `pipe`, one seed each; `per_field`: also the share per identity part. `method`: another img2img with SDEdit's signature."
+    from tqdm.auto import tqdm
+    from imagic.baselines import METHODS
+    method = method or METHODS['sdedit']
+    from imagic.core import image_size
+    res = image_size(pipe)
+    rng = np.random.default_rng(seed)
+    scenes = [random_scene(rng, details=details) for _ in range(n)]
+    out = {}
+    for st in tqdm(strengths, desc='strengths', disable=not progress):
+        rows = []
+        for i, s in enumerate(scenes):
+            im = method(pipe, Image.fromarray(render(s, res)), s.caption, seeds=(i,), strength=float(st))[i]
+            rows.append(identity_kept(s, im if res % 64 == 0 else im.resize((64, 64), Image.NEAREST)))
+        out[float(st)] = float(np.mean([all(r.values()) for r in rows]))
+        if per_field: out[f'{float(st)}_fields'] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    return out
+
+def vae_identity_kept(pipe, n:int=200, seed:int=DETAIL_SEED + 1, details:bool=True, batch:int=50) -> float:
+    "Share of `n` fresh renders whose unnamed identity (`identity_kept`) survives an encode–decode round trip through `pipe`'s VAE: the details must survive the autoencoder before any model can keep them."
+    from imagic.core import decode_latents, encode_image, image_size, to_pil
+    res = image_size(pipe)
+    rng = np.random.default_rng(seed)
+    scenes = [random_scene(rng, details=details) for _ in range(n)]
+    ok = 0
+    with torch.no_grad():
+        for i in range(0, n, batch):
+            x = torch.stack([torch.from_numpy(render(s, res)).permute(2, 0, 1).float() / 255 for s in scenes[i:i + batch]])
+            for s, im in zip(scenes[i:i + batch], to_pil(decode_latents(pipe, encode_image(pipe, x)))):
+                ok += all(identity_kept(s, im if res % 64 == 0 else im.resize((64, 64), Image.NEAREST)).values())
+    return ok / n
+
+# %% ../../nbs/world/03_edits.ipynb 20
 def edit_input(edit:Edit, res:int, factor:int=1) -> tuple:
     "The edit's input as the cascade gets it: rendered at `res` × `factor` px, and downsized to `res` for the base model, as `Imagic.fit` does — ((3, H, W), (3, h, w)) in [0, 1]; the same tensor twice when `factor` is 1."
     from imagic.core import load_image, pil_to_tensor, to_pil
     x_full = pil_to_tensor(Image.fromarray(render(edit.source, res * factor)))
     return x_full, (x_full if factor == 1 else load_image(to_pil(x_full)[0], res))
 
+def scene_dict(scene:Scene) -> dict:
+    "The scene's fields as a dict, leaving out marks and clutter when there are none (so keys made before they existed still match)."
+    d = asdict(scene)
+    for k in ('marks', 'clutter'):
+        if not d[k]: del d[k]
+    return d
+
 def _record_key(pipe, edit:Edit, settings, etas, seeds, ablation:bool, upscaler=None) -> str:
     "What makes a stored record reusable: the edit, every setting, the η and seeds sampled, whether the ablation ran, and the weights of the model and of the cascade's upscaler (their fingerprints: not where they were loaded from, a folder that moves with the checkout)."
-    return results_key([asdict(edit.source), asdict(edit.target), edit.kind, settings.to_dict(),
+    return results_key([scene_dict(edit.source), scene_dict(edit.target), edit.kind, settings.to_dict(),
                         [float(e) for e in etas], [int(s) for s in seeds], bool(ablation)],
                        pipe, *([upscaler] if upscaler is not None else []))
 
@@ -229,7 +316,7 @@ def rates_table(records, model:str='finetuned', by_kind:bool=False) -> list:
     kinds = [None] + ([k for k in EDIT_KINDS if any(r['edit'].kind == k for r in records)] if by_kind else [])
     return [dict(eta=eta, kind=k or 'all', **success_rates(records, eta, model, k)) for eta in etas for k in kinds]
 
-# %% ../../nbs/world/03_edits.ipynb 23
+# %% ../../nbs/world/03_edits.ipynb 26
 def cascade_rates(records, kind:str=None) -> dict:
     "The cascade's figures over `run_edits(..., upscaler=...)` records (of one edit `kind`, or all): the share of images and of edits (most of their images) whose fine texture is kept, by the pretrained and the fine-tuned upscaler; the images only one of them gets right and the sign-test p; the base edit's success at 64 px and after each upscaler; mean seconds per stage."
     recs = [r for r in records if kind is None or r['edit'].kind == kind]

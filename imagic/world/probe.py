@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['PROBE_RES', 'ATTRIBUTES', 'as_array', 'downsample', 'classify', 'fit_silhouette', 'read_patch', 'read_texture',
-           'ProbeResult', 'probe', 'probe_accuracy']
+           'split_clutter', 'read_marks', 'details_match', 'ProbeResult', 'probe', 'probe_accuracy']
 
 # %% ../../nbs/world/01_probe.ipynb 3
 import math
@@ -13,8 +13,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from .scene import (ACCESSORIES, BACKGROUNDS, BEAK_RGB, COLOURS, FACINGS, HAT_RGB, PATCHES, POSES, TEXTURE_AMP,
-                    TEXTURE_CELLS, TEXTURES, Scene, label_map, parts, random_scene, render, texture_field)
+from .scene import (ACCESSORIES, BACKGROUNDS, BEAK_RGB, CLUTTER_COLOURS, COLOURS, DETAIL_TOL, FACINGS, HAT_RGB,
+                                MARK_COLOURS, PATCHES, POSES, TEXTURE_AMP, TEXTURE_CELLS, TEXTURES, Scene, label_map,
+                                mark_points, parts, random_scene, render, texture_field)
 
 # %% ../../nbs/world/01_probe.ipynb 6
 PROBE_RES = 64
@@ -128,6 +129,57 @@ def read_texture(img:np.ndarray, geom:dict) -> str:
     return best if score[best] > 0.5 else 'plain'
 
 # %% ../../nbs/world/01_probe.ipynb 14
+_EIGHT = np.ones((3, 3), bool)
+
+def _pieces(mask, weight, min_px, palette, img) -> list:
+    "Each connected piece of `mask` with at least `min_px` pixels: (x, y) weighted by `weight`, and the `palette` colour nearest the median of its strongest pixels (edges mix with their surroundings)."
+    from scipy.ndimage import label
+    lab, k = label(mask, structure=_EIGHT)
+    n, out = mask.shape[0], []
+    for i in range(1, k + 1):
+        m = lab == i
+        if m.sum() < min_px: continue
+        ys, xs = np.nonzero(m); w = weight[m]
+        core = img[m][w >= .7 * w.max()]
+        out.append((float((xs + .5) @ w / w.sum() / n), float((ys + .5) @ w / w.sum() / n), _nearest(np.median(core, axis=0), palette)))
+    return sorted(out)
+
+def split_clutter(img:np.ndarray, bg_rgb) -> tuple:
+    "(the bird's pixels, the pebbles read as ((x, y, colour), ...)) of a 64 px image on a background of colour `bg_rgb`."
+    from scipy.ndimage import binary_dilation, label
+    dist = np.sqrt(((img - bg_rgb) ** 2).sum(-1))
+    fg = dist > 40
+    lab, k = label(fg, structure=_EIGHT)
+    if k == 0: return fg, ()
+    biggest = lab == np.bincount(lab.ravel())[1:].argmax() + 1
+    ids = set(np.unique(lab[binary_dilation(biggest, _EIGHT, iterations=2) & fg])) - {0}
+    bird = np.isin(lab, list(ids))
+    return bird, tuple(_pieces(fg & ~bird, dist, 3, CLUTTER_COLOURS, img))
+
+def read_marks(img:np.ndarray, geom:dict, main_rgb) -> tuple:
+    "The marks ((x, y, colour), ...) on the body of a bird with fitted geometry `geom`, in a 64 px image."
+    f, W = (1 if geom['facing'] == 'right' else -1), geom['size']
+    if W <= 0: return ()
+    n = img.shape[0]
+    body = _ellipse_mask(n, geom['cx'], geom['cy'], .5 * W - 1.2 / n, .32 * W - 1.2 / n)  # the body less its edge pixels
+    body &= ~_ellipse_mask(n, geom['cx'] + f * .25 * W, geom['cy'] + .08 * W, .16 * W + 1.5 / n, .14 * W + 1.5 / n)  # and the patch's place: its edge mixes colours
+    pal = {'main': main_rgb, **MARK_COLOURS, 'white': PATCHES['white'], 'black': PATCHES['black'], 'hat': HAT_RGB, 'beak': BEAK_RGB}
+    names, rgb = list(pal), np.array(list(pal.values()), float)
+    near = np.array(names)[((img[:, :, None] - rgb[None, None]) ** 2).sum(-1).argmin(-1)]
+    mark = body & np.isin(near, list(MARK_COLOURS))
+    return tuple(_pieces(mark, np.sqrt(((img - main_rgb) ** 2).sum(-1)), 2, MARK_COLOURS, img))
+
+def details_match(expected, found, tol:float=DETAIL_TOL) -> bool:
+    "Whether `found` ((x, y, colour), ...) is `expected`: as many, each expected one matched within `tol` by one of its colour."
+    if len(expected) != len(found): return False
+    left = list(found)
+    for x, y, col in sorted(expected, key=lambda e: e[:2]):
+        near = [(math.hypot(x - a, y - b), j) for j, (a, b, c) in enumerate(left) if c == col and math.hypot(x - a, y - b) <= tol]
+        if not near: return False
+        left.pop(min(near)[1])
+    return True
+
+# %% ../../nbs/world/01_probe.ipynb 17
 @dataclass
 class ProbeResult:
     "What the probe read from an image: every `Scene` field (texture only from 256 px and more), and how well the silhouette fitted."
@@ -142,34 +194,42 @@ class ProbeResult:
     patch:str
     texture:str   # None below 256 px
     iou:float     # overlap of the fitted silhouette with the observed one (1: perfect)
+    marks:tuple = ()    # the marks read on the body: ((x, y, colour), ...) in units of the side (`Scene.marks` are relative to the body)
+    clutter:tuple = ()  # the pebbles read on the ground: ((x, y, colour), ...)
 
 def probe(image) -> ProbeResult:
     "Read every attribute of the bird from an image (PIL, uint8 array (H, W, 3) or (3, H, W) tensor in [0, 1]); 64 px or a multiple."
     full = as_array(image)
     img = downsample(full)
     bg, bg_rgb, lab, cov = classify(img)
+    bird, clutter = split_clutter(img, bg_rgb)
+    if clutter:  # only the bird's pieces are the bird
+        from scipy.ndimage import binary_dilation
+        keep = binary_dilation(bird, _EIGHT)
+        cov, lab = cov * keep, np.where(keep, lab, -1)
     main = lab[(lab >= 0) & (lab < len(COLOURS))]
     colour = list(COLOURS)[int(np.bincount(main, minlength=len(COLOURS)).argmax())] if main.size else 'red'
     if (cov >= .5).sum() < 4:
-        return ProbeResult('standing', colour, bg, 'none', .5, .5, 0., 'right', 'none', None, 0.)
+        return ProbeResult('standing', colour, bg, 'none', .5, .5, 0., 'right', 'none', None, 0., (), clutter)
     geom = fit_silhouette(cov)
     main_rgb = np.median(img[lab == list(COLOURS).index(colour)], axis=0) if (lab == list(COLOURS).index(colour)).any() else COLOURS[colour]
     patch = read_patch(img, geom, main_rgb)
     texture = read_texture(full, geom) if full.shape[0] >= 256 else None
     return ProbeResult(geom['pose'], colour, bg, geom['accessory'], float(geom['cx']), float(geom['cy']), float(geom['size']),
-                       geom['facing'], patch, texture, geom['iou'])
+                       geom['facing'], patch, texture, geom['iou'], read_marks(img, geom, main_rgb), clutter)
 
-# %% ../../nbs/world/01_probe.ipynb 17
+# %% ../../nbs/world/01_probe.ipynb 20
 ATTRIBUTES = ('pose', 'colour', 'background', 'accessory', 'facing', 'patch')
 
-def probe_accuracy(n:int=500, res:int=64, seed:int=12345) -> dict:
-    "Share of `n` fresh random renders on which the probe reads each attribute right (and body cx, cy, size within 3% of the side)."
+def probe_accuracy(n:int=500, res:int=64, seed:int=12345, details:bool=False) -> dict:
+    "Share of `n` fresh random renders on which the probe reads each attribute right (body cx, cy, size within 3% of the side; with `details`, the marks and pebbles by `details_match`)."
     rng = np.random.default_rng(seed)
     keys = ATTRIBUTES + (('texture',) if res >= 256 else ())
-    ok = {k: 0 for k in keys + ('position', 'size')}; worst = 0.
+    ok = {k: 0 for k in keys + ('position', 'size') + (('marks', 'clutter') if details else ())}; worst = 0.
     for _ in range(n):
-        s = random_scene(rng); p = probe(render(s, res))
+        s = random_scene(rng, details=details); p = probe(render(s, res))
         for k in keys: ok[k] += getattr(p, k) == getattr(s, k)
+        if details: ok['marks'] += details_match(mark_points(s), p.marks); ok['clutter'] += details_match(s.clutter, p.clutter)
         err = max(abs(p.cx - s.cx), abs(p.cy - s.cy)); worst = max(worst, err)
         ok['position'] += err <= .03; ok['size'] += abs(p.size - s.size) <= .03
     return {**{k: v / n for k, v in ok.items()}, 'worst_position_error': worst}

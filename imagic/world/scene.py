@@ -4,9 +4,11 @@
 
 # %% auto 0
 __all__ = ['POSES', 'COLOURS', 'BACKGROUNDS', 'ACCESSORIES', 'FACINGS', 'PATCHES', 'TEXTURES', 'HAT_RGB', 'BEAK_RGB',
-           'SIZE_RANGE', 'MARGIN', 'TEXTURE_PERIOD', 'TEXTURE_CELLS', 'TEXTURE_AMP', 'NAMED_FIELDS', 'UNNAMED_FIELDS',
-           'REACH', 'Scene', 'caption', 'all_captions', 'parse_caption', 'parts', 'extent', 'position_range',
-           'random_scene', 'texture_field', 'label_map', 'render']
+           'SIZE_RANGE', 'MARGIN', 'TEXTURE_PERIOD', 'TEXTURE_CELLS', 'TEXTURE_AMP', 'MARK_COLOURS', 'CLUTTER_COLOURS',
+           'MARK_COUNT', 'MARK_RADIUS', 'MARK_SPACING', 'MARK_REGION', 'CLUTTER_COUNT', 'CLUTTER_RADIUS',
+           'CLUTTER_SPACING', 'CLUTTER_GAP', 'DETAIL_TOL', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'REACH', 'Scene',
+           'caption', 'all_captions', 'parse_caption', 'parts', 'extent', 'position_range', 'random_scene',
+           'mark_points', 'bird_box', 'random_marks', 'random_clutter', 'texture_field', 'label_map', 'render']
 
 # %% ../../nbs/world/00_scene.ipynb 3
 import math
@@ -30,8 +32,16 @@ TEXTURE_PERIOD = 4          # pixels of a 256 px image per period of the fine te
 TEXTURE_CELLS = 64          # its sign alternates between the cells of a 64 × 64 grid (a 64 px image's pixels) inside the plumage
 TEXTURE_AMP = 30            # ± on every channel
 
+# the identity that lives in detail (a world with `details=True`; see "Details" below)
+MARK_COLOURS = {'pink': (250, 130, 190), 'cyan': (30, 205, 215), 'lime': (150, 235, 90)}   # spots on the body
+CLUTTER_COLOURS = {'grey': (120, 120, 120), 'brown': (150, 95, 45), 'teal': (25, 125, 125)}  # pebbles on the ground
+MARK_COUNT, MARK_RADIUS, MARK_SPACING = 2, 1.7 / 64, 4.5 / 64        # units of the side: 1.7 px at 64 px
+MARK_REGION = ((-0.36, -0.02), (-0.02, 0.20))                         # (u, v) in body widths, u towards the beak
+CLUTTER_COUNT, CLUTTER_RADIUS, CLUTTER_SPACING, CLUTTER_GAP = 3, 2.0 / 64, 6 / 64, 3 / 64
+DETAIL_TOL = 2 / 64                                                   # kept: found within 2 px (at 64 px), in its colour
+
 NAMED_FIELDS = ('pose', 'colour', 'background', 'accessory')
-UNNAMED_FIELDS = ('cx', 'cy', 'size', 'facing', 'patch', 'texture')
+UNNAMED_FIELDS = ('cx', 'cy', 'size', 'facing', 'patch', 'texture', 'marks', 'clutter')
 
 # %% ../../nbs/world/00_scene.ipynb 8
 _CHOICES = {'pose': tuple(POSES), 'colour': tuple(COLOURS), 'background': tuple(BACKGROUNDS),
@@ -50,12 +60,19 @@ class Scene:
     facing:str        # 'left' or 'right'
     patch:str         # breast patch: 'none', 'white' or 'black'
     texture:str       # fine pattern on the plumage, visible only at high resolution
+    marks:tuple = ()    # spots on the body: ((u, v, colour), ...), u, v in body widths from its centre, u towards the beak
+    clutter:tuple = ()  # pebbles on the ground: ((x, y, colour), ...) in units of the side
 
     def __post_init__(self):
         for name, options in _CHOICES.items():
             if getattr(self, name) not in options:
                 raise ValueError(f"unknown {name} {getattr(self, name)!r}; one of {options}")
         if not (0 < self.size < 1): raise ValueError(f"size must be in (0, 1), got {self.size!r}")
+        for name, palette in (('marks', MARK_COLOURS), ('clutter', CLUTTER_COLOURS)):
+            items = tuple((float(a), float(b), str(col)) for a, b, col in getattr(self, name))  # lists (from JSON) become tuples
+            bad = [col for *_, col in items if col not in palette]
+            if bad: raise ValueError(f"unknown {name} colour {bad[0]!r}; one of {tuple(palette)}")
+            object.__setattr__(self, name, items)
 
     @property
     def caption(self) -> str:
@@ -134,8 +151,8 @@ def position_range(size:float, facing:str) -> tuple:
     lo, hi = (MARGIN + back, 1 - MARGIN - front) if facing == 'right' else (MARGIN + front, 1 - MARGIN - back)
     return (lo, hi), (MARGIN + up, 1 - MARGIN - down)
 
-def random_scene(rng:np.random.Generator, **fixed) -> Scene:
-    "A random scene from `rng`; fix any field by name (`random_scene(rng, pose='wings')`)."
+def random_scene(rng:np.random.Generator, details:bool=False, **fixed) -> Scene:
+    "A random scene from `rng`; fix any field by name (`random_scene(rng, pose='wings')`); `details`: with marks and clutter (drawn last, so the other fields are those of the same stream without them)."
     unknown = set(fixed) - {f.name for f in fields(Scene)}
     if unknown: raise ValueError(f"unknown scene field(s): {', '.join(sorted(unknown))}")
     pick = lambda options: options[rng.integers(len(options))]
@@ -144,10 +161,54 @@ def random_scene(rng:np.random.Generator, **fixed) -> Scene:
     v.update({k: fixed[k] for k in ('size', 'facing') if k in fixed})
     (x0, x1), (y0, y1) = position_range(v['size'], v['facing'])
     v['cx'], v['cy'] = rng.uniform(x0, x1), rng.uniform(y0, y1)
-    v.update(fixed)
-    return Scene(**v)
+    v.update({k: val for k, val in fixed.items() if k not in ('marks', 'clutter')})
+    scene = Scene(**v)
+    if not details: return replace(scene, **{k: fixed[k] for k in ('marks', 'clutter') if k in fixed})
+    marks = fixed['marks'] if 'marks' in fixed else random_marks(rng, scene)
+    clutter = fixed['clutter'] if 'clutter' in fixed else random_clutter(rng, scene)
+    return replace(scene, marks=marks, clutter=clutter)
 
 # %% ../../nbs/world/00_scene.ipynb 16
+def mark_points(scene:Scene) -> list:
+    "Where the marks are in the image: [(x, y, colour)] in units of the side."
+    f, W = (1 if scene.facing == 'right' else -1), scene.size
+    return [(scene.cx + f * u * W, scene.cy + v * W, col) for u, v, col in scene.marks]
+
+def bird_box(scene:Scene, pad:float=0.) -> tuple:
+    "(left, top, right, bottom) of everywhere the bird reaches in any pose, with a hat, grown by `pad`."
+    boxes = [extent(replace(scene, pose=p, accessory='hat')) for p in POSES]
+    return (min(b[0] for b in boxes) - pad, min(b[1] for b in boxes) - pad, max(b[2] for b in boxes) + pad, max(b[3] for b in boxes) + pad)
+
+def _spaced(p, others, gap): return all(math.hypot(p[0] - q[0], p[1] - q[1]) >= gap for q in others)
+
+def random_marks(rng:np.random.Generator, scene:Scene, n:int=MARK_COUNT) -> tuple:
+    "`n` marks at random places of `MARK_REGION` (wholly inside the body, `MARK_SPACING` apart), random colours."
+    (u0, u1), (v0, v1) = MARK_REGION
+    r = MARK_RADIUS / scene.size  # the radius in body widths
+    for _ in range(100):  # a set that cannot be completed is drawn again whole
+        out = []
+        for _ in range(30 * n):
+            u, v = rng.uniform(u0, u1), rng.uniform(v0, v1)
+            col = tuple(MARK_COLOURS)[rng.integers(len(MARK_COLOURS))]
+            inside = ((abs(u) + r) / .5) ** 2 + ((abs(v) + r) / .32) ** 2 <= 1
+            if inside and _spaced((u * scene.size, v * scene.size), [(a * scene.size, b * scene.size) for a, b, _ in out], MARK_SPACING):
+                out.append((float(u), float(v), col))
+                if len(out) == n: return tuple(out)
+    raise ValueError(f"cannot place {n} marks on a bird of size {scene.size:.3f}")
+
+def random_clutter(rng:np.random.Generator, scene:Scene, n:int=CLUTTER_COUNT) -> tuple:
+    "`n` pebbles at random places away from the frame's edge and from the bird's reach (`CLUTTER_GAP`), `CLUTTER_SPACING` apart."
+    l, t, r_, b = bird_box(scene, CLUTTER_GAP + CLUTTER_RADIUS)
+    lo, hi = CLUTTER_GAP + CLUTTER_RADIUS, 1 - CLUTTER_GAP - CLUTTER_RADIUS
+    out = []
+    for _ in range(400):
+        if len(out) == n: break
+        x, y = rng.uniform(lo, hi), rng.uniform(lo, hi)
+        col = tuple(CLUTTER_COLOURS)[rng.integers(len(CLUTTER_COLOURS))]
+        if not (l <= x <= r_ and t <= y <= b) and _spaced((x, y), out, CLUTTER_SPACING): out.append((float(x), float(y), col))
+    return tuple(out)
+
+# %% ../../nbs/world/00_scene.ipynb 19
 def _masks(scene, n):
     "Per-part boolean masks on an n×n grid of points (pixel centres of an n px image)."
     g = (np.arange(n) + .5) / n
@@ -198,5 +259,10 @@ def render(scene:Scene, res:int=64, ss:int=None) -> np.ndarray:
     palette = np.array([BACKGROUNDS[scene.background], main, BEAK_RGB, main if patch is None else patch, HAT_RGB], float)
     img = palette[lab]
     img += ((lab == 1) * texture_field(scene.texture, n, lab == 1) * TEXTURE_AMP)[..., None]
+    if scene.marks or scene.clutter:  # discs painted over the plumage (marks) and the ground (clutter) only
+        g = (np.arange(n) + .5) / n; xx, yy = np.meshgrid(g, g)
+        for (x, y, col), on, rad, pal in [(p, lab == 1, MARK_RADIUS, MARK_COLOURS) for p in mark_points(scene)] + \
+                                         [(p, lab == 0, CLUTTER_RADIUS, CLUTTER_COLOURS) for p in scene.clutter]:
+            img[on & ((xx - x) ** 2 + (yy - y) ** 2 <= rad ** 2)] = pal[col]
     img = img.reshape(res, ss, res, ss, 3).mean(axis=(1, 3))
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
