@@ -103,8 +103,8 @@ class _ImageCache:
         return self.cache[name]
 
 def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip_model:str=DEFAULT_CLIP,
-             clip_pretrained=None, lpips_net:str='alex', progress:bool=False, method:str='imagic', upscaler=None) -> dict:
-    "Fit, sample, score and write one item atomically (or run a baseline `method` of `imagic.baselines` on it; with `upscaler`, the cascade); returns its record (as in `item.json`)."
+             clip_pretrained=None, lpips_net:str='alex', progress:bool=False, method:str='imagic', upscaler=None, knobs=None) -> dict:
+    "Fit, sample, score and write one item atomically (or run a baseline `method` of `imagic.baselines` on it, with its `knobs`; with `upscaler`, the cascade); returns its record (as in `item.json`)."
     from imagic.metrics import clip_score, lpips_distance
     x, lat, size = cache(item.img_name)
     t0 = time.perf_counter()
@@ -130,7 +130,7 @@ def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip
         names = [[_eta_name(eta, s) for s in seeds] for eta in etas]
     else:  # a baseline: one image per seed, no η
         from imagic.baselines import METHODS
-        out_ims = METHODS[method](pipe, x, item.target_text, source_text=item.source_text, seeds=seeds)
+        out_ims = METHODS[method](pipe, x, item.target_text, source_text=item.source_text, seeds=seeds, **(knobs or {}))
         t1 = time.perf_counter()
         etas, grid, names = [None], [[out_ims[s] for s in seeds]], [[_method_name(method, s) for s in seeds]]
     t2 = time.perf_counter()
@@ -197,7 +197,8 @@ def _check_method(out, method):
         return
 
 def run_bench(dataset, out, pipe, settings:Settings, fit:str='pad', clip_model:str=DEFAULT_CLIP, clip_pretrained=None,
-              lpips_net:str='alex', progress:bool=False, log=print, distributed=None, method:str='imagic', upscaler=None) -> dict:
+              lpips_net:str='alex', progress:bool=False, log=print, distributed=None, method:str='imagic', upscaler=None,
+              knobs=None) -> dict:
     "Run every unfinished item of `dataset` this process owns with `method` (Imagic or a baseline), then (on the main process) rebuild the summary. An item a method cannot run (a baseline without a source caption) is skipped with a one-line reason."
     items = read_dataset(dataset)
     rank, world, barrier = 0, 1, (lambda: None)
@@ -212,7 +213,7 @@ def run_bench(dataset, out, pipe, settings:Settings, fit:str='pad', clip_model:s
     cache = _ImageCache(pipe, dataset, fit, upscale_factor(upscaler) if upscaler is not None else 1)
     failed = []
     for k, it in enumerate(todo):
-        try: rec = run_item(pipe, it, cache, out, settings, fit, clip_model, clip_pretrained, lpips_net, progress, method, upscaler)
+        try: rec = run_item(pipe, it, cache, out, settings, fit, clip_model, clip_pretrained, lpips_net, progress, method, upscaler, knobs)
         except ValueError as e:
             if method == 'imagic': raise
             failed.append(dict(id=it.id, reason=str(e)))

@@ -7,6 +7,7 @@ __all__ = ['METHOD_NAMES', 'EPILOG', 'UsageError', 'build_parser', 'cmd_edit', '
 
 # %% ../nbs/13_cli.ipynb 3
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -20,7 +21,7 @@ import imagic
 from .core import DEFAULT_CLIP, DEFAULT_MODEL, FITS, PRESETS, Settings, atomic_write, image_size, load_image, open_image, restore_aspect, to_pil
 from .stages import Checkpoint
 from .state import Imagic, ImagicState
-from .baselines import METHODS, knobs_for
+from .baselines import DEFAULT_KNOBS, METHODS, knobs_for
 
 METHOD_NAMES = ('imagic',) + tuple(m for m in METHODS if m != 'imagic')
 
@@ -43,6 +44,19 @@ def _nonneg_int(text):
     except ValueError: raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
     if v < 0: raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
     return v
+
+def _knob(text:str) -> tuple:
+    "`NAME=VALUE` -> (name, value): an int, a float, true/false, or the text."
+    name, sep, raw = text.partition('=')
+    if not sep or not name.strip() or not raw.strip(): raise argparse.ArgumentTypeError(f"a knob is NAME=VALUE, got {text!r}")
+    raw = raw.strip()
+    if raw.lower() in ('true', 'false'): return name.strip(), raw.lower() == 'true'
+    for typ in (int, float):
+        try: v = typ(raw)
+        except ValueError: continue
+        if typ is float and not math.isfinite(v): raise argparse.ArgumentTypeError(f"knob {name}: expected a finite number, got {raw!r}")
+        return name.strip(), v
+    return name.strip(), raw
 
 def _pos_float(text):
     try: v = float(text)
@@ -97,7 +111,10 @@ def _common(p):
     g.add_argument('--dtype', default=None, choices=['float32', 'float16', 'bfloat16'], help='weights dtype (default: float16 on CUDA, else float32)')
     g = p.add_argument_group('settings (default: the model\'s recommended ones)')
     g.add_argument('--preset', choices=sorted(PRESETS), default=None, help="named settings: 'paper' (its step counts) or 'fast'")
-    g.add_argument('--eta', type=_eta, nargs='+', default=None, metavar='η', help='interpolation weight(s), 0: e_opt, 1: the target text')
+    g.add_argument('--knob', type=_knob, action='append', default=None, metavar='NAME=VALUE', help="a knob of the chosen method, "
+                   "repeatable: " + '; '.join(f"{m}: {', '.join(k)}" for m, k in DEFAULT_KNOBS.items()) + " (imagic also takes any "
+                   "setting by its field name)")
+    g.add_argument('--eta', type=_eta, nargs='+', default=None, metavar='η', help='interpolation weight(s), 0: e_opt, 1: the target text (imagic)')
     g.add_argument('--seeds', type=_nonneg_int, nargs='+', default=None, metavar='SEED', help='sampling seeds')
     for flag, field, typ, hlp in _SETTING_OPTS: g.add_argument(flag, dest=field, type=typ, default=None, help=hlp)
     g.add_argument('--fit', choices=FITS, default='pad', help="non-square inputs: 'pad' to a square with edge pixels "
@@ -135,8 +152,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/13_cli.ipynb 10
+def _imagic_only(args) -> list:
+    "The options given that only Imagic has (its settings: stages, sampling, η, preset)."
+    given = [flag for flag, field, _, _ in _SETTING_OPTS if getattr(args, field) is not None]
+    return given + [f for f, v in (('--eta', args.eta), ('--preset', args.preset)) if v is not None]
+
+def _knobs(args, pipe) -> dict:
+    "The --knob values, checked against the chosen method's own knobs; an Imagic setting given to a baseline is refused."
+    given = dict(args.knob or [])
+    m = args.method
+    if m != 'imagic':
+        wrong = _imagic_only(args)
+        if wrong: raise UsageError(f"{wrong[0]} does not apply to --method {m}; its knobs are {', '.join(DEFAULT_KNOBS[m])} "
+                                   f"(set them with --knob NAME=VALUE)")
+        try: knobs_for(pipe, m, **given)
+        except ValueError as e: raise UsageError(str(e)) from None
+        return given
+    fields = {f.name for f in dataclasses.fields(Settings)}
+    unknown = sorted(set(given) - fields - {'eta'})
+    if unknown: raise UsageError(f"unknown knob(s) for imagic: {', '.join(unknown)}; its knob is eta, and any setting by its field "
+                                 f"name ({', '.join(sorted(fields))})")
+    return given
+
 def _settings(args, pipe, up=None) -> Settings:
     over = {f: getattr(args, f) for _, f, _, _ in _SETTING_OPTS if getattr(args, f) is not None}
+    if args.method == 'imagic':
+        knobs = _knobs(args, pipe)
+        if 'eta' in knobs: over['etas'] = (float(knobs.pop('eta')),)
+        over.update(knobs)
     if args.eta is not None: over['etas'] = tuple(args.eta)
     if args.seeds is not None: over['seeds'] = tuple(args.seeds)
     with warnings.catch_warnings():
@@ -190,12 +233,13 @@ def _edit_baseline(args, img) -> int:
     if args.method in ('ddim_inversion', 'ledits') and not (args.source_text or '').strip():
         raise UsageError(f"--method {args.method} needs --source-text (the input's caption): it inverts the image under that text")
     pipe = _load_model(args)
+    knobs = _knobs(args, pipe)
     settings = _settings(args, pipe)
     x = load_image(img, image_size(pipe), fit=args.fit)
     out = Path(args.out)
     if out.exists() and not out.is_dir(): raise UsageError(f"--out {out} exists and is not a folder")
     t0 = time.perf_counter()
-    try: ims = METHODS[args.method](pipe, x, args.text, source_text=args.source_text, seeds=list(settings.seeds))
+    try: ims = METHODS[args.method](pipe, x, args.text, source_text=args.source_text, seeds=list(settings.seeds), **knobs)
     except ValueError as e: raise UsageError(str(e)) from None
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -204,7 +248,7 @@ def _edit_baseline(args, img) -> int:
         atomic_write(out / name, lambda tmp: im.save(tmp, format='PNG'))
         files.append(dict(seed=seed, file=name))
     info = dict(image=str(args.image), input_size=list(img.size), text=args.text, source_text=args.source_text, method=args.method,
-                model=args.model, fit=args.fit, seeds=list(settings.seeds), knobs=knobs_for(pipe, args.method),
+                model=args.model, fit=args.fit, seeds=list(settings.seeds), knobs=knobs_for(pipe, args.method, **knobs),
                 timings=dict(edit_s=time.perf_counter() - t0), outputs=files, imagic_version=imagic.__version__)
     atomic_write(out / 'edit.json', lambda tmp: Path(tmp).write_text(json.dumps(info, indent=1)))
     _say(args, f"imagic: {len(files)} {args.method} edit(s) in {out} ({info['timings']['edit_s']:.1f} s)")
@@ -290,6 +334,7 @@ def cmd_bench(args) -> int:
     dist = _distributed()
     if dist is not None and args.device is None: args.device = str(dist.device)
     pipe = _load_model(args)
+    knobs = _knobs(args, pipe) if args.method != 'imagic' else None
     up = _load_upscaler(args, pipe)
     settings = _settings(args, pipe, up)
     out = Path(args.out)
@@ -299,7 +344,7 @@ def cmd_bench(args) -> int:
     try:
         summary = run_bench(args.dataset, out, pipe, settings, fit=args.fit, clip_model=args.clip_model,
                             clip_pretrained=args.clip_pretrained, lpips_net=args.lpips_net, progress=_progress(args),
-                            log=log, distributed=dist, method=args.method, upscaler=up)
+                            log=log, distributed=dist, method=args.method, upscaler=up, knobs=knobs)
     except ValueError as e:
         if 'another output folder' in str(e): raise UsageError(str(e)) from None
         raise

@@ -110,11 +110,11 @@ def _shared_components(model, dtype) -> dict:
 
 @contextmanager
 def _loading_bars(show:bool):
-    "diffusers' and transformers' loading progress bars on or off for the duration (downloads keep their own)."
+    "diffusers' and transformers' loading progress bars off for the duration unless `show` (then as the caller has set them)."
     from diffusers.utils import logging as dl
     from transformers.utils import logging as tl
     before = dl.is_progress_bar_enabled(), tl.is_progress_bar_enabled()
-    for lib in (dl, tl): lib.enable_progress_bar() if show else lib.disable_progress_bar()
+    if not show: dl.disable_progress_bar(); tl.disable_progress_bar()
     try: yield
     finally:
         for lib, on in zip((dl, tl), before): lib.enable_progress_bar() if on else lib.disable_progress_bar()
@@ -123,7 +123,7 @@ def load_pipeline(
     model=DEFAULT_MODEL,  # bundled model name, local diffusers folder, or hub id ('stable-diffusion-v1-5/stable-diffusion-v1-5', 'stabilityai/stable-diffusion-xl-base-1.0')
     device=None,     # torch device; None: the GPU if there is one, else the CPU
     dtype=None,      # torch dtype; None: float16 on CUDA, float32 elsewhere
-    progress:bool=None,  # progress bar while the components load; None: not for the bundled models (they load in a second)
+    progress:bool=None,  # loading progress bars (False: none; None: none for the bundled models, which load in a second)
 ):                   # a `StableDiffusionPipeline` or `StableDiffusionXLPipeline` with a DDIM scheduler, frozen weights, no safety checker
     "Load a Stable Diffusion (1.x, 2.x or XL) pipeline ready for Imagic."
     from diffusers import DDIMScheduler, StableDiffusionPipeline

@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['METHOD_TITLES', 'verdict_text', 'verdict_ok', 'texts_figure', 'seeds_figure', 'eta_strip', 'ablation_figure',
-           'tradeoff_figure', 'loss_figure', 'comparison_figure', 'cascade_figure']
+           'tradeoff_figure', 'loss_figure', 'comparison_figure', 'cascade_figure', 'tradeoff_curves']
 
 # %% ../nbs/10_figures.ipynb 3
 from pathlib import Path
@@ -165,3 +165,28 @@ def cascade_figure(rows, titles=('input', 'base edit', 'pretrained upscaler', 'f
             _show(axs[r, c], im, titles[c] if r == 0 else None, verdict=verdicts[r][c - 1] if verdicts and c else None)
         if row_labels: axs[r, 0].set_ylabel(row_labels[r], fontsize=8)
     return _finish(fig, title, save)
+
+# %% ../nbs/10_figures.ipynb 25
+def tradeoff_curves(rows, chosen:dict=None, kind:str='all', title=None, save=None):
+    "One curve per method over its knob's values (rows of `knob_sweep`, one edit `kind`): identity kept (x) against attribute reached (y); `chosen` ({method: value}) starred."
+    rows = [r for r in rows if r['kind'] == kind]
+    if not rows: raise ValueError(f"no rows for edit kind {kind!r}")
+    fig, ax = plt.subplots(figsize=(6, 4.6))
+    colours = plt.rcParams['axes.prop_cycle'].by_key()['color']
+    for i, m in enumerate(dict.fromkeys(r['method'] for r in rows)):
+        rs = sorted((r for r in rows if r['method'] == m), key=lambda r: r['value'])
+        x, y = [100 * r['kept'] for r in rs], [100 * r['attr'] for r in rs]
+        col = colours[i % len(colours)]
+        ax.plot(x, y, '-o', color=col, ms=4, label=f"{METHOD_TITLES.get(m, m)} ({rs[0]['knob']})")
+        for r, dx in ((rs[0], 6), (rs[-1], -6)) if len(rs) > 1 else ((rs[0], 6),):
+            ax.annotate(f"{r['value']:g}", (100 * r['kept'], 100 * r['attr']), textcoords='offset points', xytext=(dx, -10),
+                        fontsize=7, color=col, ha='left' if dx > 0 else 'right')
+        if chosen and m in chosen:
+            r = next((r for r in rs if abs(r['value'] - chosen[m]) < 1e-9), None)
+            if r is None: raise ValueError(f"{m}'s chosen value {chosen[m]} is not among its swept values")
+            ax.plot(100 * r['kept'], 100 * r['attr'], '*', color=col, ms=15, mec='k', mew=0.6, zorder=5)
+    ax.set_xlim(-3, 103); ax.set_ylim(-3, 103)
+    ax.set_xlabel('identity kept (% of edits, one seed of four) →'); ax.set_ylabel('asked attribute reached (% of edits) →')
+    ax.legend(fontsize=8, loc='lower left')
+    n = rows[0]['n']
+    return _finish(fig, title or f'Editability against fidelity, one knob per method ({kind}: {n} edits; ★ the chosen value)', save)
