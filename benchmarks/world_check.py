@@ -42,6 +42,7 @@ def main(argv=None):
     ap.add_argument('--model', required=True, help='a birds-world diffusers folder')
     ap.add_argument('--details', action='store_true', help='the world with marks and clutter (as the model was trained)')
     ap.add_argument('--edits', type=int, default=8, help='validation edits per kind for Imagic')
+    ap.add_argument('--kinds', nargs='+', default=None, help='edit kinds for Imagic (default all; two processes can share them)')
     ap.add_argument('--survival', type=int, default=48, help='fresh renders for detail_survival')
     ap.add_argument('--samples', type=int, default=300, help='text-to-image samples')
     ap.add_argument('--skip', nargs='*', default=[], choices=['vae', 'survival', 'reach', 'samples', 'imagic'])
@@ -76,14 +77,18 @@ def main(argv=None):
         q = sample_quality(pipe, n=args.samples, progress=False)
         report('text_to_image', {k: v for k, v in q.items() if k not in ('images', 'captions', 'probes')})
     if 'imagic' not in args.skip:
-        chosen = [e for k in EDIT_KINDS for e in [e for e in edits if e.kind == k][:args.edits]]
+        chosen = [e for k in (args.kinds or EDIT_KINDS) for e in [e for e in edits if e.kind == k][:args.edits]]
         s = imagic.Settings.for_model(pipe)
         recs = run_edits(pipe, chosen, s, etas=s.etas, seeds=s.seeds, ablation=True, progress=False, keep_images=True,
                          records=args.records)
         mid = s.etas[len(s.etas) // 2]
         table = rates_table(recs, by_kind=True) + [dict(r, model='pretrained') for r in rates_table(recs, 'pretrained', by_kind=True)]
+        out['imagic_rates'] = table
+        both = lambda model, k: next(r['both'] for r in table if r['eta'] == mid and r['kind'] == k and r.get('model', 'finetuned') == model)
         report('imagic', {'settings': {k: v for k, v in s.to_dict().items() if k in ('embed_steps', 'finetune_steps', 'etas')},
-                          'rates': table, 'fit_s': float(np.mean([r['fit_s'] for r in recs]))})
+                          'both_at_middle_eta': {k: {'finetuned': both('finetuned', k), 'pretrained': both('pretrained', k)}
+                                                 for k in ['all'] + list(args.kinds or EDIT_KINDS)},
+                          'fit_s': float(np.mean([r['fit_s'] for r in recs]))})
         lost = {}
         for r in recs:  # what the fine-tuned model's failing images at the middle η lose
             for seed in s.seeds:

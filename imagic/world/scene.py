@@ -35,7 +35,7 @@ TEXTURE_AMP = 30            # ± on every channel
 # the identity that lives in detail (a world with `details=True`; see "Details" below)
 MARK_COLOURS = {'pink': (250, 130, 190), 'cyan': (30, 205, 215), 'lime': (150, 235, 90)}   # spots on the body
 CLUTTER_COLOURS = {'grey': (120, 120, 120), 'brown': (150, 95, 45), 'teal': (25, 125, 125)}  # pebbles on the ground
-MARK_COUNT, MARK_RADIUS, MARK_SPACING = 2, 1.7 / 64, 4.5 / 64        # units of the side: 1.7 px at 64 px
+MARK_COUNT, MARK_RADIUS, MARK_SPACING = 2, 2.0 / 64, 6 / 64          # units of the side: 2 px at 64 px; apart by 1.5 latent pixels
 MARK_REGION = ((-0.36, -0.02), (-0.02, 0.20))                         # (u, v) in body widths, u towards the beak
 CLUTTER_COUNT, CLUTTER_RADIUS, CLUTTER_SPACING, CLUTTER_GAP = 3, 2.0 / 64, 6 / 64, 3 / 64
 DETAIL_TOL = 2 / 64                                                   # kept: found within 2 px (at 64 px), in its colour
@@ -182,19 +182,20 @@ def bird_box(scene:Scene, pad:float=0.) -> tuple:
 def _spaced(p, others, gap): return all(math.hypot(p[0] - q[0], p[1] - q[1]) >= gap for q in others)
 
 def random_marks(rng:np.random.Generator, scene:Scene, n:int=MARK_COUNT) -> tuple:
-    "`n` marks at random places of `MARK_REGION` (wholly inside the body, `MARK_SPACING` apart), random colours."
+    "Up to `n` marks at random places of `MARK_REGION` (wholly inside the body, `MARK_SPACING` apart), random colours; a body too small for `n` gets as many as fit."
     (u0, u1), (v0, v1) = MARK_REGION
     r = MARK_RADIUS / scene.size  # the radius in body widths
-    for _ in range(100):  # a set that cannot be completed is drawn again whole
-        out = []
-        for _ in range(30 * n):
-            u, v = rng.uniform(u0, u1), rng.uniform(v0, v1)
-            col = tuple(MARK_COLOURS)[rng.integers(len(MARK_COLOURS))]
-            inside = ((abs(u) + r) / .5) ** 2 + ((abs(v) + r) / .32) ** 2 <= 1
-            if inside and _spaced((u * scene.size, v * scene.size), [(a * scene.size, b * scene.size) for a, b, _ in out], MARK_SPACING):
-                out.append((float(u), float(v), col))
-                if len(out) == n: return tuple(out)
-    raise ValueError(f"cannot place {n} marks on a bird of size {scene.size:.3f}")
+    for want in range(n, 0, -1):
+        for _ in range(50):  # a set that cannot be completed is drawn again whole
+            out = []
+            for _ in range(30 * want):
+                u, v = rng.uniform(u0, u1), rng.uniform(v0, v1)
+                col = tuple(MARK_COLOURS)[rng.integers(len(MARK_COLOURS))]
+                inside = ((abs(u) + r) / .5) ** 2 + ((abs(v) + r) / .32) ** 2 <= 1
+                if inside and _spaced((u * scene.size, v * scene.size), [(a * scene.size, b * scene.size) for a, b, _ in out], MARK_SPACING):
+                    out.append((float(u), float(v), col))
+                    if len(out) == want: return tuple(out)
+    raise ValueError(f"cannot place a mark on a bird of size {scene.size:.3f}")
 
 def random_clutter(rng:np.random.Generator, scene:Scene, n:int=CLUTTER_COUNT) -> tuple:
     "`n` pebbles at random places away from the frame's edge and from the bird's reach (`CLUTTER_GAP`), `CLUTTER_SPACING` apart."

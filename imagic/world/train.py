@@ -204,7 +204,7 @@ def save_model(pipeline_cls, comps:dict, out:Path, info:dict, curves:dict):
     (Path(out) / 'training_log.json').write_text(json.dumps({**info, **curves}))
 
 def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=2000, vae_full_steps:int=300, steps:int=5000,
-                batch:int=64, lr:float=5e-4, workers:int=2, progress:bool=True, details:bool=False) -> Path:
+                batch:int=64, lr:float=5e-4, workers:int=2, progress:bool=True, details:bool=False, vae_detail_weight:float=0.0, vae_only:bool=False) -> Path:
     "Train the bundled birds model from `seed` (`details`: the world with marks and clutter) and save it as a diffusers folder at `out` (float16 safetensors). Rerun with the same `work` to resume."
     from diffusers import StableDiffusionPipeline
     out = Path(out); work = Path(work) if work else WORK_DIR / out.name
@@ -221,7 +221,10 @@ def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=20
         torch.save({'images': images, 'captions': scene_captions}, data)
         _log(f'rendered {n_images} scenes in {time.time() - t0:.0f} s', logf)
     vae = comps['vae']
-    vae_losses = train_vae(vae, images, steps=vae_steps, full_steps=vae_full_steps, seed=seed, work=work, logf=logf, progress=progress)
+    vae_losses = train_vae(vae, images, steps=vae_steps, full_steps=vae_full_steps, seed=seed, work=work, logf=logf, progress=progress,
+                           detail_weight=vae_detail_weight)  # the weight on what is finer than a latent pixel (the details)
+    if vae_only:  # the VAE alone, saved beside the checkpoints, for a round-trip check before the long part
+        vae.save_pretrained(work / 'vae-only'); _log(f'VAE saved to {work / "vae-only"}', logf); return work / 'vae-only'
     lat = encode_cached(vae, images, work / f'latents-{tag}.pt')  # a resumed run skips the encoding (minutes on a CPU)
     scale = float(1 / lat.std())
     vae.register_to_config(scaling_factor=scale)
@@ -231,7 +234,7 @@ def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=20
     caption_ids = tok(all_captions() + [''], padding='max_length', max_length=tok.model_max_length, truncation=True, return_tensors='pt').input_ids
     losses = train_denoiser(comps, lat * scale, caption_ids, scene_captions, steps=steps, batch=batch, lr=lr, seed=seed,
                             work=work, logf=logf, progress=progress)
-    info = dict(seed=seed, details=details, n_images=n_images, vae_steps=vae_steps, vae_full_steps=vae_full_steps, steps=steps, batch=batch, lr=lr,
+    info = dict(seed=seed, details=details, vae_detail_weight=vae_detail_weight, n_images=n_images, vae_steps=vae_steps, vae_full_steps=vae_full_steps, steps=steps, batch=batch, lr=lr,
                 scaling_factor=scale, seconds_to_vae=round(t1 - t0), denoiser_seconds=round(time.time() - t1))
     save_model(StableDiffusionPipeline, comps, out, info, {'vae_losses': vae_losses, 'denoiser_losses': losses})
     _log(f'saved to {out} after {time.time() - t0:.0f} s', logf)
@@ -249,8 +252,10 @@ def main(argv=None):
     ap.add_argument('--vae-steps', type=int, default=2000, help='VAE steps on crops')
     ap.add_argument('--images', type=int, default=40000, help='training scenes')
     ap.add_argument('--details', action='store_true', help='the world with marks on the bird and pebbles on the ground')
+    ap.add_argument('--vae-detail-weight', type=float, default=0.0, help='VAE loss weight on what is finer than a latent pixel')
+    ap.add_argument('--vae-only', action='store_true', help='stop after the VAE (to measure its round trip)')
     args = ap.parse_args(argv)
     train_model(args.out, work=args.work, seed=args.seed, n_images=args.images, vae_steps=args.vae_steps, steps=args.steps,
-                details=args.details)
+                details=args.details, vae_detail_weight=args.vae_detail_weight, vae_only=args.vae_only)
 
 if __name__ == '__main__' and '__file__' in globals(): main()
