@@ -52,7 +52,7 @@ def main(argv=None):
 
     import imagic
     from imagic.core import BUNDLED_MODELS
-    from imagic.world import (EDIT_KINDS, detail_survival, rates_table, run_edits, sample_quality,
+    from imagic.world import (EDIT_KINDS, detail_survival, probe, rates_table, run_edits, sample_quality,
                               vae_identity_kept, validation_edits)
     from imagic.world.edits import kept_fields
     folder = Path(args.model)
@@ -94,7 +94,6 @@ def main(argv=None):
             for seed in s.seeds:
                 im = r['images'].get(('finetuned', mid, seed))
                 if im is None or r['judged'][('finetuned', mid, seed)]['kept']: continue
-                from imagic.world import probe
                 for f, ok in kept_fields(r['edit'], probe(im)).items(): lost[f] = lost.get(f, 0) + (not ok)
         report('imagic_lost_at_middle_eta', lost)
     report('seconds', round(time.time() - t0))

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .scene import (ACCESSORIES, BACKGROUNDS, CLUTTER_COLOURS, CLUTTER_GAP, CLUTTER_RADIUS, COLOURS, FACINGS,
-                                MARK_COLOURS, MARK_RADIUS, MARK_REGION, NAMED_FIELDS, PATCHES, POSES, TEXTURES, UNNAMED_FIELDS,
-                                Scene, all_captions, bird_box, mark_points, parse_caption, position_range, random_scene, render)
+from .scene import (ACCESSORIES, BACKGROUNDS, CLUTTER_COLOURS, COLOURS, FACINGS, MARK_COLOURS, NAMED_FIELDS,
+                                PATCHES, POSES, TEXTURES, UNNAMED_FIELDS, Scene, all_captions, mark_fits, mark_points,
+                                parse_caption, pebble_fits, position_range, random_scene, render)
 from ..core import append_jsonl, read_jsonl
 from ..state import model_fingerprint, results_key
 from .probe import details_match, probe
@@ -90,16 +90,6 @@ def _fits(s:Scene) -> bool:
     (x0, x1), (y0, y1) = position_range(s.size, s.facing)
     return x0 - 1e-9 <= s.cx <= x1 + 1e-9 and y0 - 1e-9 <= s.cy <= y1 + 1e-9
 
-def _drawable(scene:Scene, field:str, item) -> bool:
-    "Whether a mark (u, v, colour) or a pebble (x, y, colour) lies where `random_scene` could have drawn it."
-    x, y, _ = item
-    if field == 'marks':
-        (u0, u1), (v0, v1), r = MARK_REGION[0], MARK_REGION[1], MARK_RADIUS / scene.size
-        return u0 <= x <= u1 and v0 <= y <= v1 and ((abs(x) + r) / .5) ** 2 + ((abs(y) + r) / .32) ** 2 <= 1
-    l, t, r, b = bird_box(scene, CLUTTER_GAP + CLUTTER_RADIUS)
-    lo, hi = CLUTTER_GAP + CLUTTER_RADIUS, 1 - CLUTTER_GAP - CLUTTER_RADIUS
-    return lo <= x <= hi and lo <= y <= hi and not (l <= x <= r and t <= y <= b)
-
 def _move_detail(scene:Scene, field:str, rng) -> Scene:
     "One mark or pebble moved 3–5 px (at 64 px) to where it can be drawn, clear of the others; recoloured where it cannot move."
     items = list(getattr(scene, field))
@@ -112,7 +102,7 @@ def _move_detail(scene:Scene, field:str, rng) -> Scene:
         d, ang = rng.uniform(3, 5) / 64, rng.uniform(0, 2 * math.pi)
         new = items[:k] + [(a + d * math.cos(ang) / scale, b + d * math.sin(ang) / scale, col)] + items[k + 1:]
         pts = where(new)
-        if _drawable(scene, field, new[k]) and all(math.hypot(pts[k][0] - p[0], pts[k][1] - p[1]) > 5 / 64 for j, p in enumerate(pts) if j != k):
+        if (mark_fits if field == 'marks' else pebble_fits)(scene, *new[k][:2]) and all(math.hypot(pts[k][0] - p[0], pts[k][1] - p[1]) > 5 / 64 for j, p in enumerate(pts) if j != k):
             return replace(scene, **{field: tuple(new)})
     palette = [c for c in (MARK_COLOURS if field == 'marks' else CLUTTER_COLOURS) if c != col]
     items[k] = (a, b, palette[int(rng.integers(len(palette)))])
@@ -163,9 +153,15 @@ def sample_quality(pipe, n:int=300, guidance_scale:float=5.0, steps:int=50, seed
 
 # %% ../../nbs/world/03_edits.ipynb 17
 def identity_kept(scene:Scene, image) -> dict:
-    "Which parts of `scene`'s unnamed identity the probe finds kept in `image` (facing, patch, position, size; marks and clutter where it has them)."
+    "Which parts of `scene`'s unnamed identity the probe finds kept in `image` (facing, patch, position, size; marks and clutter where it has them); a PIL image smaller than the probe's 64 px (a smaller model's) is enlarged first."
+    if isinstance(image, Image.Image) and image.width % 64: image = image.resize((64, 64), Image.NEAREST)
     kept = kept_fields(Edit(scene, scene, 'pose'), probe(image))
     return {k: bool(v) for k, v in kept.items() if k not in NAMED_FIELDS}
+
+def _fresh_scenes(n:int, seed:int, details:bool) -> list:
+    "`n` scenes of the stream `seed`, drawn for measuring (not the training or edit streams)."
+    rng = np.random.default_rng(seed)
+    return [random_scene(rng, details=details) for _ in range(n)]
 
 def detail_survival(pipe, strengths=(0.3, 0.6), n:int=48, seed:int=DETAIL_SEED, details:bool=True, progress:bool=True,
                     per_field:bool=False, method=None) -> dict:
@@ -175,14 +171,13 @@ def detail_survival(pipe, strengths=(0.3, 0.6), n:int=48, seed:int=DETAIL_SEED, 
     method = method or METHODS['sdedit']
     from imagic.core import image_size
     res = image_size(pipe)
-    rng = np.random.default_rng(seed)
-    scenes = [random_scene(rng, details=details) for _ in range(n)]
+    scenes = _fresh_scenes(n, seed, details)
     out = {}
     for st in tqdm(strengths, desc='strengths', disable=not progress):
         rows = []
         for i, s in enumerate(scenes):
             im = method(pipe, Image.fromarray(render(s, res)), s.caption, seeds=(i,), strength=float(st))[i]
-            rows.append(identity_kept(s, im if res % 64 == 0 else im.resize((64, 64), Image.NEAREST)))
+            rows.append(identity_kept(s, im))
         out[float(st)] = float(np.mean([all(r.values()) for r in rows]))
         if per_field: out[f'{float(st)}_fields'] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     return out
@@ -191,14 +186,13 @@ def vae_identity_kept(pipe, n:int=200, seed:int=DETAIL_SEED + 1, details:bool=Tr
     "Share of `n` fresh renders whose unnamed identity (`identity_kept`) survives an encode–decode round trip through `pipe`'s VAE: the details must survive the autoencoder before any model can keep them."
     from imagic.core import decode_latents, encode_image, image_size, to_pil
     res = image_size(pipe)
-    rng = np.random.default_rng(seed)
-    scenes = [random_scene(rng, details=details) for _ in range(n)]
+    scenes = _fresh_scenes(n, seed, details)
     ok = 0
     with torch.no_grad():
         for i in range(0, n, batch):
             x = torch.stack([torch.from_numpy(render(s, res)).permute(2, 0, 1).float() / 255 for s in scenes[i:i + batch]])
             for s, im in zip(scenes[i:i + batch], to_pil(decode_latents(pipe, encode_image(pipe, x)))):
-                ok += all(identity_kept(s, im if res % 64 == 0 else im.resize((64, 64), Image.NEAREST)).values())
+                ok += all(identity_kept(s, im).values())
     return ok / n
 
 # %% ../../nbs/world/03_edits.ipynb 20

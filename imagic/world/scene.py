@@ -8,7 +8,8 @@ __all__ = ['POSES', 'COLOURS', 'BACKGROUNDS', 'ACCESSORIES', 'FACINGS', 'PATCHES
            'MARK_COUNT', 'MARK_RADIUS', 'MARK_SPACING', 'MARK_REGION', 'CLUTTER_COUNT', 'CLUTTER_RADIUS',
            'CLUTTER_SPACING', 'CLUTTER_GAP', 'DETAIL_TOL', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'REACH', 'Scene',
            'caption', 'all_captions', 'parse_caption', 'parts', 'extent', 'position_range', 'random_scene',
-           'mark_points', 'bird_box', 'random_marks', 'random_clutter', 'texture_field', 'label_map', 'render']
+           'mark_points', 'bird_box', 'mark_fits', 'pebble_fits', 'random_marks', 'random_clutter', 'texture_field',
+           'label_map', 'render']
 
 # %% ../../nbs/world/00_scene.ipynb 3
 import math
@@ -179,34 +180,43 @@ def bird_box(scene:Scene, pad:float=0.) -> tuple:
     boxes = [extent(replace(scene, pose=p, accessory='hat')) for p in POSES]
     return (min(b[0] for b in boxes) - pad, min(b[1] for b in boxes) - pad, max(b[2] for b in boxes) + pad, max(b[3] for b in boxes) + pad)
 
+def mark_fits(scene:Scene, u:float, v:float) -> bool:
+    "Whether a mark at (u, v) (body widths) lies in `MARK_REGION`, wholly inside the body: where `random_marks` draws them."
+    (u0, u1), (v0, v1), r = *MARK_REGION, MARK_RADIUS / scene.size
+    return u0 <= u <= u1 and v0 <= v <= v1 and ((abs(u) + r) / .5) ** 2 + ((abs(v) + r) / .32) ** 2 <= 1
+
+def pebble_fits(scene:Scene, x:float, y:float, box=None) -> bool:
+    "Whether a pebble at (x, y) keeps `CLUTTER_GAP` from the frame's edge and from the bird's reach (`box`: its `bird_box`, padded): where `random_clutter` draws them."
+    lo, hi = CLUTTER_GAP + CLUTTER_RADIUS, 1 - CLUTTER_GAP - CLUTTER_RADIUS
+    l, t, r, b = box or bird_box(scene, CLUTTER_GAP + CLUTTER_RADIUS)
+    return lo <= x <= hi and lo <= y <= hi and not (l <= x <= r and t <= y <= b)
+
 def _spaced(p, others, gap): return all(math.hypot(p[0] - q[0], p[1] - q[1]) >= gap for q in others)
 
 def random_marks(rng:np.random.Generator, scene:Scene, n:int=MARK_COUNT) -> tuple:
     "Up to `n` marks at random places of `MARK_REGION` (wholly inside the body, `MARK_SPACING` apart), random colours; a body too small for `n` gets as many as fit."
     (u0, u1), (v0, v1) = MARK_REGION
-    r = MARK_RADIUS / scene.size  # the radius in body widths
     for want in range(n, 0, -1):
         for _ in range(50):  # a set that cannot be completed is drawn again whole
             out = []
             for _ in range(30 * want):
                 u, v = rng.uniform(u0, u1), rng.uniform(v0, v1)
                 col = tuple(MARK_COLOURS)[rng.integers(len(MARK_COLOURS))]
-                inside = ((abs(u) + r) / .5) ** 2 + ((abs(v) + r) / .32) ** 2 <= 1
-                if inside and _spaced((u * scene.size, v * scene.size), [(a * scene.size, b * scene.size) for a, b, _ in out], MARK_SPACING):
+                if mark_fits(scene, u, v) and _spaced((u * scene.size, v * scene.size), [(a * scene.size, b * scene.size) for a, b, _ in out], MARK_SPACING):
                     out.append((float(u), float(v), col))
                     if len(out) == want: return tuple(out)
     raise ValueError(f"cannot place a mark on a bird of size {scene.size:.3f}")
 
 def random_clutter(rng:np.random.Generator, scene:Scene, n:int=CLUTTER_COUNT) -> tuple:
     "`n` pebbles at random places away from the frame's edge and from the bird's reach (`CLUTTER_GAP`), `CLUTTER_SPACING` apart."
-    l, t, r_, b = bird_box(scene, CLUTTER_GAP + CLUTTER_RADIUS)
+    box = bird_box(scene, CLUTTER_GAP + CLUTTER_RADIUS)
     lo, hi = CLUTTER_GAP + CLUTTER_RADIUS, 1 - CLUTTER_GAP - CLUTTER_RADIUS
     out = []
     for _ in range(400):
         if len(out) == n: break
         x, y = rng.uniform(lo, hi), rng.uniform(lo, hi)
         col = tuple(CLUTTER_COLOURS)[rng.integers(len(CLUTTER_COLOURS))]
-        if not (l <= x <= r_ and t <= y <= b) and _spaced((x, y), out, CLUTTER_SPACING): out.append((float(x), float(y), col))
+        if pebble_fits(scene, x, y, box) and _spaced((x, y), out, CLUTTER_SPACING): out.append((float(x), float(y), col))
     return tuple(out)
 
 # %% ../../nbs/world/00_scene.ipynb 19
