@@ -17,6 +17,13 @@ The records are `imagic.world.run_edits` records: give `--records` the report no
     python benchmarks/speed.py --sd15 --device cuda   # Stable Diffusion 1.5-sized random components, 512x512
     python benchmarks/speed.py --sdxl --device cuda   # SDXL-sized random components, 1024x1024: paper and fast presets,
                                                       # a few steps per stage extrapolated, in a few minutes
+    python benchmarks/speed.py --sd3 --device cuda    # SD3.5-medium-sized random components (MMDiT, two CLIPs, T5-XXL), 1024x1024
+    python benchmarks/speed.py --flux --device cuda   # FLUX.1-dev-sized random components (12 B transformer, CLIP, T5-XXL), 1024x1024
+    python benchmarks/speed.py --sd15 --sdxl --sd3 --flux --device cuda   # the whole device check, one model after another
+    python benchmarks/speed.py --overhead             # imagic's per-step overhead against the community pipeline's loop, tiny SD model
+
+Every stage row also gives the per-step overhead: the step's time minus the bare forward and backward pass of
+the same denoiser on the same batch (timed in the same process), i.e. what the loop around the network costs.
 
 Each stage measurement runs in its own process, so that one's memory does not count against another's.
 """
@@ -67,10 +74,13 @@ def _base(device):
 def load(args):
     import imagic
     device = torch.device(args.device)
+    half = torch.float16 if device.type == 'cuda' else torch.float32
     if args.sd15:  # random weights of Stable Diffusion 1.5's shapes: timing and memory only
-        pipe = sd15_random(device, torch.float16 if device.type == 'cuda' else torch.float32)
+        pipe = sd15_random(device, half)
     elif args.sdxl:  # random weights of SDXL base's shapes, built on the device (no hub there)
-        pipe = sdxl_random(device, torch.float16 if device.type == 'cuda' else torch.float32, tiny=args.tiny)
+        pipe = sdxl_random(device, half, tiny=args.tiny)
+    elif args.sd3 or args.flux:  # SD3.5-medium's or FLUX.1-dev's shapes; bf16 as those models ship
+        pipe = flow_random('sd3' if args.sd3 else 'flux', device, torch.bfloat16 if device.type == 'cuda' else torch.float32, tiny=args.tiny)
     else:
         pipe = imagic.load_pipeline(args.model, device=device)
     return pipe
@@ -134,15 +144,69 @@ def sdxl_random(device, dtype, tiny=False):
     return pipe
 
 
+def flow_random(name, device, dtype, tiny=False):
+    "A pipeline with SD3.5-medium's ('sd3') or FLUX.1-dev's ('flux') architecture and random weights, built on the device; `tiny`: imagic.testing's."
+    import tempfile
+    from diffusers import (AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel,
+                           SD3Transformer2DModel, StableDiffusion3Pipeline)
+    from transformers import (ByT5Tokenizer, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, T5Config,
+                              T5EncoderModel)
+    from imagic.testing import tiny_flux_components, tiny_sd3_components, write_clip_tokenizer
+    torch.manual_seed(0)
+    cls = StableDiffusion3Pipeline if name == 'sd3' else FluxPipeline
+    if tiny: comps = tiny_sd3_components() if name == 'sd3' else tiny_flux_components()
+    else:
+        clip = lambda width, layers, heads, **kw: CLIPTextConfig(vocab_size=49408, hidden_size=width, intermediate_size=4 * width,
+                                                                 num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=77, **kw)
+        with torch.device(device):  # initialise on the device: seconds there, minutes on the host
+            vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), down_block_types=('DownEncoderBlock2D',) * 4,
+                                up_block_types=('UpDecoderBlock2D',) * 4, layers_per_block=2, latent_channels=16, sample_size=1024,
+                                scaling_factor=1.5305 if name == 'sd3' else 0.3611, shift_factor=0.0609 if name == 'sd3' else 0.1159,
+                                use_quant_conv=False, use_post_quant_conv=False)
+            t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                                         feed_forward_proj='gated-gelu'))  # T5 v1.1 XXL's encoder
+            if name == 'sd3':
+                tr = SD3Transformer2DModel(sample_size=128, patch_size=2, in_channels=16, out_channels=16, num_layers=24,
+                                           attention_head_dim=64, num_attention_heads=24, joint_attention_dim=4096,
+                                           caption_projection_dim=1536, pooled_projection_dim=2048, pos_embed_max_size=384,
+                                           dual_attention_layers=tuple(range(13)), qk_norm='rms_norm')
+                te = CLIPTextModelWithProjection(clip(768, 12, 12, projection_dim=768))
+                te2 = CLIPTextModelWithProjection(clip(1280, 32, 20, projection_dim=1280))
+            else:
+                tr = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
+                                            num_attention_heads=24, joint_attention_dim=4096, pooled_projection_dim=768,
+                                            guidance_embeds=True, axes_dims_rope=(16, 56, 56))
+                te = CLIPTextModel(clip(768, 12, 12))
+        with tempfile.TemporaryDirectory() as d: tok = CLIPTokenizer.from_pretrained(write_clip_tokenizer(d))
+        t5_tok = ByT5Tokenizer(model_max_length=256 if name == 'sd3' else 512)  # byte ids < 384: a tokenizer that needs no files
+        if name == 'sd3':
+            comps = dict(transformer=tr, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae, text_encoder=te, tokenizer=tok,
+                         text_encoder_2=te2, tokenizer_2=tok, text_encoder_3=t5, tokenizer_3=t5_tok)
+        else:
+            comps = dict(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                                                   base_image_seq_len=256, max_image_seq_len=4096),
+                         vae=vae, text_encoder=te, tokenizer=tok, text_encoder_2=t5, tokenizer_2=t5_tok, transformer=tr)
+    pipe = cls(**comps)
+    for m in pipe.components.values():
+        if isinstance(m, torch.nn.Module): m.requires_grad_(False); m.eval()
+    return pipe.to(device, dtype)
+
+
+LARGE = ('sdxl', 'sd3', 'flux')  # random components of a large model: paper and fast presets, a few steps per stage extrapolated
+
+
+def _large(args): return any(getattr(args, n) for n in LARGE)
+
+
 def settings_for(config, args, pipe=None):
     from imagic.core import Settings
     name = 'paper' if config == 'naive' else None if config == 'recommended' else config
-    return Settings.for_model(pipe if args.sdxl else None if args.sd15 else args.model, preset=name)
+    return Settings.for_model(pipe if _large(args) else None if args.sd15 else args.model, preset=name)
 
 
 # ---------------------------------------------------------------- the naive reference
 def naive_stage(pipe, latents, emb0, steps, lr, stage):
-    "The community pipeline's loop: batch 1, float32, noise drawn on the CPU every step, Adam over everything that trains."
+    "The community pipeline's loop (SD 1.x only): batch 1, float32, noise drawn on the CPU every step, Adam over everything that trains."
     dev = pipe.unet.device
     if stage == 1:
         unet = pipe.unet
@@ -181,13 +245,29 @@ def naive_sample(pipe, emb, seed, steps, guidance):
 
 
 # ---------------------------------------------------------------- one measurement (in its own process)
+def bare_steps(pipe, latents, emb0, steps, stage, batch=1):
+    "The bare forward and backward pass of the denoiser on one batch, repeated: no noise drawing, no optimiser, no bookkeeping."
+    from imagic.core import cond_map, family, make_generator, noise_channels
+    fam = family(pipe)
+    net = fam.denoiser(pipe)
+    if stage == 2: net = torch.nn.Module.to(copy.deepcopy(net), dtype=torch.float32); net.requires_grad_(True)
+    emb = cond_map(lambda t: t.detach().float().expand(batch, *t.shape[1:]).clone().requires_grad_(stage == 1), emb0)
+    sched = fam.training_scheduler(pipe)
+    noise, t = fam.draw(latents, sched, make_generator(latents.device), batch, noise_channels(latents, emb))
+    dtype = net.dtype
+    t0 = time.perf_counter()
+    for _ in range(steps): fam.loss(net, sched, latents, emb, noise, t, dtype=dtype).backward()
+    if latents.device.type == 'cuda': torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
 def worker(args):
-    from imagic.core import cond_map, encode_image, encode_text
+    from imagic.core import cond_map, denoiser_of, encode_image, encode_text, image_size
     from imagic.stages import finetune, optimize_embedding
     pipe = load(args)
-    device = pipe.unet.device
+    device = denoiser_of(pipe).device
     s = settings_for(args.config, args, pipe)
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor
+    size = image_size(pipe)
     x = torch.rand(3, size, size, generator=torch.Generator().manual_seed(0))
     latents = encode_image(pipe, x).float()
     e = cond_map(lambda t: t.float(), encode_text(pipe, 'a blue bird spreading its wings on a sky background'))
@@ -214,12 +294,17 @@ def worker(args):
         total = torch.cuda.get_device_properties(device).total_memory / 2**20
         print(json.dumps(dict(info, s_per_step=float('nan'), peak_mib=float('nan'), oom=f'out of memory ({total:.0f} MiB device)'))); return
     dt = time.perf_counter() - t0
-    print(json.dumps(dict(info, s_per_step=dt / steps, peak_mib=_peak_above(device, base))))
+    peak = _peak_above(device, base)
+    bare = None
+    if args.config != 'fast':  # LoRA's bare pass would need the adapters: overhead only where every weight trains (stage 2) or none (stage 1)
+        try: bare_steps(pipe, latents, e, 1, args.stage, info['batch']); bare = bare_steps(pipe, latents, e, steps, args.stage, info['batch'])
+        except torch.cuda.OutOfMemoryError: bare = None
+    print(json.dumps(dict(info, s_per_step=dt / steps, peak_mib=peak, bare_s_per_step=bare)))
 
 
 def measure(args, config, stage, steps):
     cmd = [sys.executable, __file__, '--worker', '--config', config, '--stage', str(stage), '--device', args.device,
-           '--model', args.model] + (['--sd15'] if args.sd15 else []) + (['--sdxl'] if args.sdxl else []) + \
+           '--model', args.model] + [f'--{n}' for n in ('sd15',) + LARGE if getattr(args, n)] + \
           (['--tiny'] if args.tiny else []) + (['--steps', str(steps)] if steps else [])
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode: sys.exit(f'worker failed: {" ".join(cmd)}\n{r.stderr[-3000:]}')
@@ -325,7 +410,10 @@ def main():
     ap.add_argument('--model', default='birds', help='bundled name, folder or hub id (default: the bundled birds model)')
     ap.add_argument('--sd15', action='store_true', help='Stable Diffusion 1.5-sized random components at 512x512 (speed and memory only)')
     ap.add_argument('--sdxl', action='store_true', help='SDXL-sized random components at 1024x1024: paper and fast presets, 3 steps per stage extrapolated (speed and memory only)')
-    ap.add_argument('--tiny', action='store_true', help='with --sdxl: the tiny test SDXL instead (a smoke check of that path on a CPU)')
+    ap.add_argument('--sd3', action='store_true', help='SD3.5-medium-sized random components at 1024x1024 (bf16 on CUDA): paper and fast, 3 steps per stage extrapolated')
+    ap.add_argument('--flux', action='store_true', help='FLUX.1-dev-sized random components at 1024x1024 (bf16 on CUDA): paper and fast, 3 steps per stage extrapolated')
+    ap.add_argument('--tiny', action='store_true', help='with --sdxl, --sd3 or --flux: the tiny test model instead (a smoke check of that path on a CPU)')
+    ap.add_argument('--overhead', action='store_true', help="imagic's stage steps against the community pipeline's loop on a tiny random SD model: alternating runs, medians")
     ap.add_argument('--edits', type=int, default=0, help='held-out edits per configuration for quality (default: 2 quick, 64 full)')
     ap.add_argument('--sample-batch', type=int, default=None, help='images per denoising batch in the grid (default: all)')
     ap.add_argument('--sample-precision', default='bf16', choices=('no', 'bf16', 'fp16'),
@@ -344,26 +432,38 @@ def main():
     if args.jobs < 1: ap.error('--jobs must be >= 1')
     if args.worker: return worker(args)
     if args.quality_worker: return quality_worker(args)
+    if args.overhead: return overhead(args)
+    chosen = [n for n in ('sd15',) + LARGE if getattr(args, n)]
+    if len(chosen) > 1:  # the whole device check: one model after another, each in its own processes
+        rest = [a for a in sys.argv[1:] if a.lstrip('-') not in chosen and a != '--json']
+        for n in chosen:
+            r = subprocess.run([sys.executable, __file__, f'--{n}', *rest])
+            if r.returncode: print(f'# --{n} failed (exit {r.returncode})', flush=True)
+        return
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else f'CPU, {os.cpu_count()} cores, {torch.get_num_threads()} threads'
-    if args.sdxl: args.quick = True  # SDXL: a few steps per stage, extrapolated, so the script fits a short device lease
-    what = ("SDXL-sized random components" + (" (tiny)" if args.tiny else "")) if args.sdxl else "SD 1.5-sized random components" if args.sd15 else args.model
+    large = _large(args)
+    if large: args.quick = True  # a few steps per stage, extrapolated, so the script fits a short device lease
+    big = next((n for n in LARGE if getattr(args, n)), None)
+    sizes = dict(sdxl='SDXL', sd3='SD3.5-medium', flux='FLUX.1-dev')
+    what = (f"{sizes[big]}-sized random components" + (" (tiny)" if args.tiny else "")) if large else "SD 1.5-sized random components" if args.sd15 else args.model
     print(f'# imagic speed benchmark — {what} on {name}; torch {torch.__version__}')
     print(f'# mode: {"quick (time per step from a few steps, totals = steps x time per step)" if args.quick else "full"}\n')
-    out = dict(device=name, model='sdxl-random' if args.sdxl else 'sd15-random' if args.sd15 else args.model, quick=args.quick,
+    out = dict(device=name, model=f'{big}-random' if large else 'sd15-random' if args.sd15 else args.model, quick=args.quick,
                stages=[], sampling=None, quality=[])
-    probe = 3 if args.sdxl else 10 if args.quick else None
-    print("| config | stage | batch | steps | s/step | total s | peak MiB |\n|---|---|---|---|---|---|---|")
+    probe = 3 if large else 10 if args.quick else None
+    print("| config | stage | batch | steps | s/step | per-step overhead | total s | peak MiB |\n|---|---|---|---|---|---|---|---|")
     totals = {}
-    for config in (('paper', 'fast') if args.sdxl else CONFIGS):
+    for config in (('paper', 'fast') if large else CONFIGS):
         for stage in (1, 2):
             m = measure(args, config, stage, probe)
             total = m['s_per_step'] * m['full_steps']
             totals[config] = totals.get(config, 0) + total
             out['stages'].append({**m, 'total_s': total})
-            if 'oom' in m: print(f"| {config} | {stage} | {m['batch']} | {m['full_steps']} | {m['oom']} | — | — |", flush=True); continue
-            print(f"| {config} | {stage} | {m['batch']} | {m['full_steps']} | {m['s_per_step'] * 1000:.1f} ms | {total:.1f} | {m['peak_mib']:.0f} |", flush=True)
-    if args.sdxl:
+            if 'oom' in m: print(f"| {config} | {stage} | {m['batch']} | {m['full_steps']} | {m['oom']} | — | — | — |", flush=True); continue
+            over = f"{(m['s_per_step'] - m['bare_s_per_step']) * 1000:.1f} ms" if m.get('bare_s_per_step') is not None else '—'
+            print(f"| {config} | {stage} | {m['batch']} | {m['full_steps']} | {m['s_per_step'] * 1000:.1f} ms | {over} | {total:.1f} | {m['peak_mib']:.0f} |", flush=True)
+    if large:
         if args.json: Path(args.json).write_text(json.dumps(out, indent=1))
         return
     mem = {m['config']: m['peak_mib'] for m in out['stages'] if m['stage'] == 2}
@@ -402,6 +502,33 @@ def main():
               f"one-sided exact sign test that fast is worse: p = {t['p']:.3f}"
               f" ({'not ' if t['p'] >= 0.05 else ''}significant at 5%)")
     if args.json: Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+# ---------------------------------------------------------------- the loop's own cost
+def overhead(args, steps=60, runs=3):
+    "imagic's stage-1 and stage-2 steps against the community-style loop on a tiny random SD model, batch 1, alternating runs; medians."
+    import statistics, tempfile
+    from imagic.core import encode_image, encode_text, load_pipeline
+    from imagic.stages import finetune, optimize_embedding
+    from imagic.testing import save_tiny_model
+    pipe = load_pipeline(save_tiny_model(Path(tempfile.mkdtemp()) / 'tiny'), device=args.device)
+    x = torch.rand(3, 32, 32, generator=torch.Generator().manual_seed(0))
+    lat, e = encode_image(pipe, x), encode_text(pipe, 'a blue bird')
+    ours = {1: lambda: optimize_embedding(pipe, lat, e, steps=steps, lr=1e-3, progress=False),
+            2: lambda: finetune(pipe, lat, e, steps=steps, lr=1e-4, progress=False)}
+    def clock(f):
+        t0 = time.perf_counter(); f(); return (time.perf_counter() - t0) / steps
+    print(f'# per-step cost on a tiny random SD 1.x model ({args.device}, {torch.get_num_threads()} threads), batch 1, '
+          f'{steps} steps, {runs} alternating runs, medians\n')
+    print('| stage | imagic | community-style loop | ratio | bare forward+backward | imagic overhead | loop overhead |\n|---|---|---|---|---|---|---|')
+    for stage in (1, 2):
+        theirs = lambda: naive_stage(pipe, lat, e, steps, 1e-3, stage)
+        ours[stage](); theirs()  # warm
+        a, b, c = [], [], []
+        for _ in range(runs):
+            a.append(clock(ours[stage])); b.append(clock(theirs)); c.append(bare_steps(pipe, lat, e, steps, stage))
+        ma, mb, mc = (statistics.median(v) for v in (a, b, c))
+        print(f'| {stage} | {ma * 1e3:.2f} ms | {mb * 1e3:.2f} ms | {ma / mb:.2f}x | {mc * 1e3:.2f} ms | {(ma - mc) * 1e3:.2f} ms | {(mb - mc) * 1e3:.2f} ms |', flush=True)
 
 
 if __name__ == '__main__':

@@ -8,10 +8,11 @@ __all__ = []
 
 # %% ../nbs/04_api.ipynb 3
 from .core import (DEFAULT_MODEL, DEFAULT_UPSCALER, Settings, decode_latents, encode_image, encode_text, evaluation_loss, image_size, load_image,
-                         load_pipeline, make_generator, to_pil)
+                         load_pipeline, make_generator, model_family, to_pil)
+from .families import FAMILIES, family_of
 from .stages import finetune, generate, interpolate, optimize_embedding
 from .state import Imagic, ImagicState
 
 __all__ = ['DEFAULT_MODEL', 'DEFAULT_UPSCALER', 'Imagic', 'ImagicState', 'Settings', 'load_pipeline', 'load_image', 'encode_image', 'encode_text',
            'decode_latents', 'to_pil', 'image_size', 'make_generator', 'evaluation_loss', 'optimize_embedding',
-           'finetune', 'interpolate', 'generate']
+           'finetune', 'interpolate', 'generate', 'model_family', 'family_of', 'FAMILIES']

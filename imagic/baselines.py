@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from .core import (DEFAULT_CLIP, Settings, append_jsonl, cond_map, encode_image, encode_text, image_size, load_image,
-                         model_family, read_jsonl, recommended_settings, to_pil, unet_inputs)
+                         family, read_jsonl, recommended_settings, to_pil)
 from .state import model_fingerprint, results_key
 
 # %% ../nbs/15_baselines.ipynb 6
@@ -68,31 +68,35 @@ def sdedit(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), **kno
     if not 0 < k['strength'] <= 1 or int(k['steps'] * k['strength']) < 1:
         raise ValueError(f"SDEdit needs 0 < strength <= 1 and at least one denoising step (steps × strength >= 1), got "
                          f"strength {k['strength']} with {k['steps']} steps")
+    family(pipe).refuse(pipe, 'sdedit')
     _, pil = _input(pipe, image)
-    i2i = AutoPipelineForImage2Image.from_pipe(pipe)
+    i2i = AutoPipelineForImage2Image.from_pipe(pipe)  # StableDiffusion(XL|3)Img2ImgPipeline or FluxImg2ImgPipeline, from the same components
     i2i.set_progress_bar_config(disable=True)
     ims = i2i(prompt=[text] * len(seeds), image=[pil] * len(seeds), strength=k['strength'], guidance_scale=k['guidance_scale'],
-              num_inference_steps=k['steps'], generator=[torch.Generator('cpu').manual_seed(s) for s in seeds]).images
+              num_inference_steps=k['steps'], generator=[torch.Generator('cpu').manual_seed(s) for s in seeds],
+              **family(pipe).call_kwargs(pipe)).images
     return dict(zip(seeds, ims))
 
 # %% ../nbs/15_baselines.ipynb 12
 def ddim_invert(pipe, latents, condition, steps:int=50) -> torch.Tensor:
     "The noise latents that DDIM maps to `latents` under `condition` (no guidance): `DDIMInverseScheduler` with the pipeline's config."
     from diffusers import DDIMInverseScheduler
-    unet = pipe.unet; dev, dt = unet.device, unet.dtype
+    fam = family(pipe); fam.refuse(pipe, 'ddim_inversion')
+    unet = fam.denoiser(pipe); dev, dt = unet.device, unet.dtype
     inv = DDIMInverseScheduler.from_config(pipe.scheduler.config)
     inv.set_timesteps(steps, device=dev)
     cond = cond_map(lambda t: t.to(dev, dt), condition)
     x = latents.to(dev, torch.float32)
     with torch.no_grad():
         for t in inv.timesteps:
-            eps = unet(x.to(dt), t, **unet_inputs(cond)).sample.float()
+            eps = fam.predict(unet, x.to(dt), t, cond, dt).float()
             x = inv.step(eps, t, x).prev_sample
     return x
 
 @register('ddim_inversion')
 def ddim_inversion(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), **knobs) -> dict:
     "DDIM inversion under `source_text`, regenerated under `text` with `guidance_scale`. Deterministic: every seed gets the same image."
+    family(pipe).refuse(pipe, 'ddim_inversion')
     _need_source('DDIM inversion', source_text)
     k, seeds = knobs_for(pipe, 'ddim_inversion', **knobs), _seeds(seeds)
     x, _ = _input(pipe, image)
@@ -106,14 +110,16 @@ def ddim_inversion(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3
 @register('ledits')
 def ledits(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), **knobs) -> dict:
     "LEDITS++ (Brack et al., 2024): invert under `source_text`, edit toward `text` and away from `source_text`. `{seed: PIL image}`."
-    from diffusers import DPMSolverMultistepScheduler, LEditsPPPipelineStableDiffusion, LEditsPPPipelineStableDiffusionXL
+    import diffusers
+    from diffusers import DPMSolverMultistepScheduler
+    fam = family(pipe); fam.refuse(pipe, 'ledits')
     _need_source('LEDITS++', source_text)
     k, seeds = knobs_for(pipe, 'ledits', **knobs), _seeds(seeds)
     _, pil = _input(pipe, image)
     if k['masks'] and not _attends_at_quarter(pipe.unet):
         raise ValueError("LEDITS++ reads its masks from cross-attention at a quarter of the latent side, which this UNet "
                          "lacks; pass masks=False")
-    cls = LEditsPPPipelineStableDiffusionXL if model_family(pipe) == 'sdxl' else LEditsPPPipelineStableDiffusion
+    cls = getattr(diffusers, fam.ledits_pipeline)  # diffusers' LEDITS++ pipeline for this family
     sched = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type='sde-dpmsolver++', solver_order=2)
     led = cls.from_pipe(pipe, scheduler=sched)
     led.set_progress_bar_config(disable=True)

@@ -9,14 +9,14 @@ __all__ = ['upscale_factor', 'upscaler_condition', 'finetune_upscaler', 'upscale
 import torch
 from PIL import Image
 
-from .core import (UpscaleCondition, cond_map, encode_image, encode_text, load_image, make_generator, model_family,
+from .core import (UpscaleCondition, cond_map, encode_image, encode_text, load_image, make_generator, family,
                          to_pil)
 from .stages import finetune
 
 # %% ../nbs/16_cascade.ipynb 6
 def upscale_factor(up) -> int:
     "How many times larger an upscaler's output is than its input (4 for the x4 upscaler)."
-    if model_family(up) != 'upscaler': raise ValueError(f"expected an x4 upscaler (StableDiffusionUpscalePipeline), got {type(up).__name__}")
+    if family(up).role != 'upscaler': raise ValueError(f"expected an x4 upscaler (StableDiffusionUpscalePipeline), got {type(up).__name__}")
     return up.vae_scale_factor
 
 def upscaler_condition(up, text, low_res:torch.Tensor, noise_level:int=20) -> UpscaleCondition:

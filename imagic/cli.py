@@ -195,7 +195,7 @@ def _say(args, msg, force=False):
 
 def _load_model(args):
     import torch
-    from imagic.core import load_pipeline
+    from imagic.core import family, load_pipeline
     dtype = getattr(torch, args.dtype) if args.dtype else None
     if args.device is not None:
         try: dev = torch.device(args.device)
@@ -204,8 +204,11 @@ def _load_model(args):
     if not _progress(args):  # diffusers' and transformers' own loading bars
         import diffusers, transformers
         diffusers.utils.logging.disable_progress_bar(); transformers.utils.logging.disable_progress_bar()
-    try: return load_pipeline(args.model, device=args.device, dtype=dtype)
+    try: pipe = load_pipeline(args.model, device=args.device, dtype=dtype, role='base')  # an upscaler here: one line, nothing loaded
     except (FileNotFoundError, ValueError, OSError) as e: raise UsageError(str(e).splitlines()[0]) from None
+    try: family(pipe).refuse(pipe, args.method)  # a method the model's family lacks (DDIM inversion on FLUX.1): one line
+    except NotImplementedError as e: raise UsageError(str(e)) from None
+    return pipe
 
 def _load_upscaler(args, pipe):
     "The cascade's x4 upscaler from --upscaler (None without it), on the base model's device and dtype."
@@ -214,7 +217,7 @@ def _load_upscaler(args, pipe):
     from imagic.core import load_pipeline
     if args.method != 'imagic': raise UsageError(f"--upscaler is Imagic's cascade; --method {args.method} has none")
     try:
-        up = load_pipeline(args.upscaler, device=pipe.unet.device, dtype=pipe.unet.dtype)
+        up = load_pipeline(args.upscaler, device=pipe.device, dtype=pipe.dtype, role='upscaler')
         upscale_factor(up)
     except (FileNotFoundError, ValueError, OSError) as e: raise UsageError(f"--upscaler: {str(e).splitlines()[0]}") from None
     return up

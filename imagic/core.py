@@ -4,12 +4,12 @@
 
 # %% auto 0
 __all__ = ['PACKAGE_DIR', 'BUNDLED_MODELS', 'DEFAULT_MODEL', 'DEFAULT_UPSCALER', 'BUNDLED_SHARED', 'DEFAULT_CLIP',
-           'RETIRED_MODELS', 'SETTINGS_FILE', 'MIXED_PRECISIONS', 'LORA_TARGET_SETS', 'PRESETS', 'FAMILY_PRESETS',
+           'RETIRED_MODELS', 'SETTINGS_FILE', 'ROLES', 'MIXED_PRECISIONS', 'LORA_TARGET_SETS', 'PRESETS',
            'MIN_IMAGE_SIDE', 'FITS', 'retired_message', 'default_device', 'resolve_model', 'pipeline_class_name',
-           'load_pipeline', 'model_family', 'image_size', 'Settings', 'check_precision', 'check_eta',
-           'recommended_settings', 'open_image', 'center_crop', 'pil_to_tensor', 'pad_square', 'load_image',
-           'restore_aspect', 'encode_image', 'decode_latents', 'to_pil', 'TextCondition', 'size_ids',
-           'UpscaleCondition', 'cond_map', 'learned_parts', 'with_learned', 'unet_inputs', 'unconditional',
+           'check_role', 'load_pipeline', 'family', 'model_family', 'denoiser_of', 'image_size', 'Settings',
+           'check_precision', 'check_eta', 'recommended_settings', 'open_image', 'center_crop', 'pil_to_tensor',
+           'pad_square', 'load_image', 'restore_aspect', 'encode_image', 'decode_latents', 'to_pil', 'TextCondition',
+           'size_ids', 'UpscaleCondition', 'cond_map', 'learned_parts', 'with_learned', 'cond_tensors', 'unconditional',
            'encode_text', 'make_generator', 'noise_channels', 'draw_noise', 'diffusion_loss', 'evaluation_loss',
            'atomic_write', 'store_settings', 'append_jsonl', 'read_jsonl']
 
@@ -86,13 +86,19 @@ def pipeline_class_name(source:str) -> str:
         return DiffusionPipeline.load_config(source).get('_class_name', '')
     except Exception: return ''
 
-def _pipeline_class(source:str):
-    "StableDiffusionXLPipeline for SDXL, StableDiffusionUpscalePipeline for x4 upscalers, StableDiffusionPipeline for everything else."
-    from diffusers import StableDiffusionPipeline, StableDiffusionUpscalePipeline, StableDiffusionXLPipeline
-    name = pipeline_class_name(source)
-    if name.startswith('StableDiffusionXL'): return StableDiffusionXLPipeline
-    if name == 'StableDiffusionUpscalePipeline': return StableDiffusionUpscalePipeline
-    return StableDiffusionPipeline
+def _family_of_source(source:str):
+    "The family (`imagic.families`) whose pipelines load the folder or hub id `source`, read from its model_index.json."
+    from imagic.families import family_of_class
+    return family_of_class(pipeline_class_name(source))
+
+ROLES = {'base': 'a text-to-image model (the one Imagic edits)', 'upscaler': "an x4 upscaler (the cascade's second model)"}
+
+def check_role(family, role:str, model) -> None:
+    "A one-line error unless `family`'s pipelines are for `role` ('base' or 'upscaler')."
+    if role is None or family.role == role: return
+    if role not in ROLES: raise ValueError(f"role must be one of {tuple(ROLES)}, got {role!r}")
+    hint = "; give it as the cascade's upscaler (--upscaler)" if family.role == 'upscaler' else ''
+    raise ValueError(f"{str(model)!r} is {ROLES[family.role]} ({family.title}), not {ROLES[role]}{hint}")
 
 def _shared_components(model, dtype) -> dict:
     "The components the bundled `model` takes from another bundled model (`BUNDLED_SHARED`), loaded from there; {} for any other model."
@@ -124,14 +130,16 @@ def load_pipeline(
     device=None,     # torch device; None: the GPU if there is one, else the CPU
     dtype=None,      # torch dtype; None: float16 on CUDA, float32 elsewhere
     progress:bool=None,  # loading progress bars (False: none; None: none for the bundled models, which load in a second)
-):                   # a `StableDiffusionPipeline` or `StableDiffusionXLPipeline` with a DDIM scheduler, frozen weights, no safety checker
-    "Load a Stable Diffusion (1.x, 2.x or XL) pipeline ready for Imagic."
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    role:str=None,       # 'base' or 'upscaler': refuse, before loading anything, a model of the other kind; None: any
+):                   # the family's pipeline (`StableDiffusionPipeline`, `…XLPipeline`, `…UpscalePipeline`, `StableDiffusion3Pipeline`, `FluxPipeline`), frozen, no safety checker
+    "Load a Stable Diffusion (1.x, 2.x, XL, 3) or FLUX.1 pipeline ready for Imagic: the UNet families sample with DDIM, the flow families keep their flow scheduler."
     device = torch.device(device) if device is not None else default_device()
     if dtype is None: dtype = torch.float16 if device.type == 'cuda' else torch.float32
     source = resolve_model(model)
-    cls = _pipeline_class(source)
-    extra = dict(safety_checker=None, requires_safety_checker=False) if cls is StableDiffusionPipeline else {}
+    fam = _family_of_source(source)
+    check_role(fam, role, model)
+    cls = fam.pipeline_class()
+    extra = fam.load_kwargs()
     if progress is None: progress = str(model) not in BUNDLED_MODELS
     try:
         with warnings.catch_warnings(), _loading_bars(progress):  # newer diffusers renamed torch_dtype to dtype; the old name works in both
@@ -140,25 +148,29 @@ def load_pipeline(
             pipe = cls.from_pretrained(source, torch_dtype=dtype, **extra)
     except OSError as e:
         raise FileNotFoundError(f"could not load model {model!r}: {e}") from e
-    # DDIM, with clipping and the final alpha set explicitly: from an Euler config (SDXL ships one) `from_config`
-    # would otherwise take DDIM's defaults, which clip samples to [-1, 1] — wrong for latents.
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False, set_alpha_to_one=False)
-    if dtype == torch.float16 and getattr(pipe.vae.config, 'force_upcast', False):
-        pipe.vae.to(torch.float32)  # the SDXL VAE overflows in float16: encode and decode in float32, as its config says
+    fam.prepare(pipe)  # the sampler (DDIM for the UNet families), the VAE's precision
     for part in pipe.components.values():
         if isinstance(part, torch.nn.Module): part.requires_grad_(False); part.eval()
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 
+def family(pipe):
+    "The `imagic.families.Family` of a pipeline (or of a denoiser): what the stages ask instead of asking which model they hold."
+    from imagic.families import family_of
+    return family_of(pipe)
+
 def model_family(pipe) -> str:
-    "'sdxl' for a UNet conditioned on pooled text and size ids (SDXL), 'upscaler' for an x4 upscaler, 'sd' for Stable Diffusion 1.x/2.x-style UNets."
-    if getattr(pipe, 'low_res_scheduler', None) is not None: return 'upscaler'
-    return 'sdxl' if getattr(pipe.unet.config, 'addition_embed_type', None) == 'text_time' else 'sd'
+    "The family's name: 'sd' (1.x/2.x), 'sdxl', 'upscaler' (x4), 'sd3' or 'flux'."
+    return family(pipe).name
+
+def denoiser_of(pipe):
+    "The network a pipeline denoises with and stage 2 fine-tunes: its UNet, or its transformer (SD3, FLUX.1)."
+    return family(pipe).denoiser(pipe)
 
 # %% ../nbs/01_core.ipynb 12
 def image_size(pipe) -> int:
     "Side in pixels of the square images `pipe` was trained on."
-    return pipe.unet.config.sample_size * pipe.vae_scale_factor
+    return family(pipe).image_size(pipe)
 
 # %% ../nbs/01_core.ipynb 15
 @dataclass
@@ -188,6 +200,8 @@ class Settings:
     upscaler_guidance_scale:float = 7.5 # cascade: the upscaler's classifier-free guidance
     upscaler_method:str = 'full'   # cascade: 'full' or 'lora', as `finetune_method`
     upscaler_lora_rank:int = 4     # cascade: adapter rank with 'lora'
+    timestep_sampling:str = 'auto' # stages 1-2: how training timesteps are drawn: 'auto' (the family's: uniform; SD3 logit-normal), 'uniform', 'logit_normal', 'mode'
+    distilled_guidance:float = None # guidance-distilled models (FLUX.1-dev): the transformer's guidance input in training and sampling; None: the pipeline's (3.5)
 
     def __post_init__(self):
         for name in ('embed_steps', 'finetune_steps', 'sample_steps', 'seed', 'upscaler_steps', 'upscaler_noise_level', 'upscaler_sample_steps'):
@@ -198,6 +212,12 @@ class Settings:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         for name in ('finetune_method', 'upscaler_method'):
             if getattr(self, name) not in ('full', 'lora'): raise ValueError(f"{name} must be 'full' or 'lora', got {getattr(self, name)!r}")
+        from imagic.families import TIMESTEP_SCHEMES
+        if self.timestep_sampling not in TIMESTEP_SCHEMES:
+            raise ValueError(f"timestep_sampling must be one of {TIMESTEP_SCHEMES}, got {self.timestep_sampling!r}")
+        g = self.distilled_guidance
+        if g is not None and (isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or g < 0):
+            raise ValueError(f"distilled_guidance must be a number >= 0 or None, got {g!r}")
         if self.lora_targets not in LORA_TARGET_SETS:
             raise ValueError(f"lora_targets must be one of {tuple(LORA_TARGET_SETS)}, got {self.lora_targets!r}")
         check_precision(self.mixed_precision); check_precision(self.sample_precision, 'sample_precision')
@@ -221,6 +241,7 @@ class Settings:
     @classmethod
     def for_model(cls, model=None, preset:str=None, upscaler=None, **overrides) -> 'Settings':
         "The paper's settings, updated by `model`'s recommended ones (a pipeline, folder or id), then by the cascade `upscaler`'s recommended `upscaler_*` ones, then by a named `preset` (see `PRESETS`), then by `overrides`."
+        fam = _family_of(model)
         rec = recommended_settings(model)
         model_presets = rec.pop('presets', {})
         rec.pop('baselines', None)  # the baselines' own knobs (imagic.baselines), not Imagic settings
@@ -229,9 +250,8 @@ class Settings:
         chosen = {}
         if preset is not None:
             if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; one of {tuple(PRESETS)}")
-            family = FAMILY_PRESETS.get(_family_of(model), {}).get(preset, {})
-            chosen = {**PRESETS[preset], **family, **model_presets.get(preset, {})}
-        return cls().replace(**{**rec, **chosen, **overrides})
+            chosen = {**PRESETS[preset], **fam.presets.get(preset, {}), **model_presets.get(preset, {})}
+        return cls().replace(**{**fam.defaults, **rec, **chosen, **overrides})
 
 MIXED_PRECISIONS = ('no', 'bf16', 'fp16', 'auto')
 
@@ -256,19 +276,17 @@ PRESETS = {
     # model does: attention-only adapters lose its layouts, so its `fast` is LoRA rank 16 on all layers, 400 steps).
     'fast': dict(finetune_method='lora', lora_rank=4, finetune_lr=1e-4, mixed_precision='auto'),
 }
-FAMILY_PRESETS = {
-    # SDXL: the same recipes; `fast` also recomputes activations (the 2.6 B-parameter UNet's memory) and samples
-    # under bf16 where CUDA has it. Measured by `benchmarks/speed.py --sdxl --device cuda` where a GPU is lent.
-    'sdxl': {'fast': dict(gradient_checkpointing=True, sample_precision='auto')},
-}
+# each family adds to these (`Family.presets`: SDXL, SD3 and FLUX.1 also recompute activations in `fast`) and may
+# change the paper's defaults where its pipeline samples otherwise (`Family.defaults`: FLUX.1 has no negative pass)
 
-def _family_of(model) -> str:
-    "'sdxl' or 'sd' for a pipeline, a folder or a hub id (read from its model_index.json); 'sd' when unknown."
-    if model is None: return 'sd'
-    if hasattr(model, 'unet'): return model_family(model)
+def _family_of(model):
+    "The family of a pipeline, a folder or a hub id (read from its model_index.json); Stable Diffusion when unknown."
+    from imagic.families import family_named
+    if model is None: return family_named('sd')
+    if not isinstance(model, (str, Path)): return family(model)
     source = str(model)
-    if source in BUNDLED_MODELS: return 'sd'
-    return 'sdxl' if pipeline_class_name(source).startswith('StableDiffusionXL') else 'sd'
+    if source in BUNDLED_MODELS: source = str(BUNDLED_MODELS[source])
+    return _family_of_source(source)
 
 def _as_tuple(x): return tuple(x) if isinstance(x, (list, tuple, np.ndarray, torch.Tensor)) else (x,)
 
@@ -421,15 +439,20 @@ def to_pil(images:torch.Tensor) -> list:
 # %% ../nbs/01_core.ipynb 28
 @dataclass
 class TextCondition:
-    "The text condition of an SDXL UNet: token embeddings (N, T, d), pooled embedding (N, p), size ids (N, 6)."
+    "A text condition with a pooled embedding: token embeddings (N, T, d), pooled embedding (N, p) and, for SDXL, size ids (N, 6) (None for SD3 and FLUX.1)."
     embeds:torch.Tensor
     pooled:torch.Tensor
-    time_ids:torch.Tensor
+    time_ids:torch.Tensor = None
+    learned = ('embeds', 'pooled')  # what stage 1 optimises and η interpolates; the size ids come along unchanged
 
     @property
     def shape(self): return self.embeds.shape  # what shape checks and messages report
 
     def __len__(self): return self.embeds.shape[0]
+
+    def tensors(self) -> list:
+        "Every tensor it holds (what a checkpoint's key hashes)."
+        return [t for t in (self.embeds, self.pooled, self.time_ids) if t is not None]
 
 def size_ids(pipe, original_size=None, crop_top_left=(0, 0)) -> torch.Tensor:
     "SDXL's size conditioning (1, 6): original size (h, w), crop corner, target size — the model's own resolution by default."
@@ -444,54 +467,49 @@ class UpscaleCondition:
     low_res:torch.Tensor
     noise_level:int
     low_res_alpha:float   # ᾱ of the low-resolution scheduler at `noise_level`
+    learned = ('embeds',)
 
     @property
     def shape(self): return self.embeds.shape
 
     def __len__(self): return self.embeds.shape[0]
 
+    def tensors(self) -> list: return [self.embeds, self.low_res, torch.tensor(float(self.noise_level))]
+
+def _kind(c) -> str: return 'a plain embedding' if isinstance(c, torch.Tensor) else f'a {type(c).__name__}'
+
 def cond_map(fn, *conds, learned_only:bool=False):
-    "`fn` applied to corresponding tensors of `conds` (all plain tensors, all `TextCondition`s or all `UpscaleCondition`s); with `learned_only` the size ids are the first's."
-    if isinstance(conds[0], UpscaleCondition):
-        c = conds[0]
-        return UpscaleCondition(fn(*(x.embeds for x in conds)), fn(*(x.low_res for x in conds)), c.noise_level, c.low_res_alpha)
-    if isinstance(conds[0], TextCondition):
-        if not all(isinstance(c, TextCondition) for c in conds): raise ValueError("cannot mix an SDXL TextCondition with a plain embedding")
-        ids = conds[0].time_ids if learned_only else fn(*(c.time_ids for c in conds))
-        return TextCondition(fn(*(c.embeds for c in conds)), fn(*(c.pooled for c in conds)), ids)
-    if not all(isinstance(c, torch.Tensor) for c in conds): raise ValueError("cannot mix a plain embedding with an SDXL TextCondition")
-    return fn(*conds)
+    "`fn` applied to corresponding tensors of `conds` (all plain tensors, or all conditions of one kind); with `learned_only` only the `learned` ones, the rest (SDXL's size ids) the first's."
+    c0 = conds[0]
+    if any(type(c).__name__ != type(c0).__name__ for c in conds):  # by name: a notebook that redefines a class still matches the package's
+        raise ValueError(f"cannot mix {_kind(c0)} with {_kind(next(c for c in conds if type(c).__name__ != type(c0).__name__))}")
+    if isinstance(c0, torch.Tensor): return fn(*conds)
+    out = {}
+    for f in dataclasses.fields(c0):
+        vals = [getattr(c, f.name) for c in conds]
+        mapped = isinstance(vals[0], torch.Tensor) and (not learned_only or f.name in c0.learned)
+        out[f.name] = fn(*vals) if mapped else vals[0]
+    return type(c0)(**out)
 
 def learned_parts(cond) -> list:
-    "The tensors stage 1 optimises: the embedding, or SDXL's token and pooled embeddings."
-    return [cond.embeds, cond.pooled] if isinstance(cond, TextCondition) else [cond]
+    "The tensors stage 1 optimises: the embedding, or the token and pooled embeddings (SDXL, SD3, FLUX.1)."
+    return [cond] if isinstance(cond, torch.Tensor) else [getattr(cond, n) for n in cond.learned]
 
 def with_learned(cond, parts:list):
     "`cond` with its learned tensors replaced by `parts` (in `learned_parts` order)."
-    return TextCondition(parts[0], parts[1], cond.time_ids) if isinstance(cond, TextCondition) else parts[0]
+    return parts[0] if isinstance(cond, torch.Tensor) else dataclasses.replace(cond, **dict(zip(cond.learned, parts)))
 
-def unet_inputs(cond, dtype=None) -> dict:
-    "Keyword arguments for a UNet call: `encoder_hidden_states`, plus `added_cond_kwargs` for SDXL."
-    cast = (lambda t: t.to(dtype)) if dtype is not None else (lambda t: t)
-    if isinstance(cond, UpscaleCondition):
-        return dict(encoder_hidden_states=cast(cond.embeds),
-                    class_labels=torch.full((len(cond),), cond.noise_level, dtype=torch.long, device=cond.embeds.device))
-    if isinstance(cond, TextCondition):
-        return dict(encoder_hidden_states=cast(cond.embeds), added_cond_kwargs=dict(text_embeds=cast(cond.pooled), time_ids=cast(cond.time_ids)))
-    return dict(encoder_hidden_states=cast(cond))
+def cond_tensors(cond) -> list:
+    "Every tensor a condition holds."
+    return [cond] if isinstance(cond, torch.Tensor) else cond.tensors()
 
 def unconditional(pipe, like):
-    "The condition of the empty prompt for classifier-free guidance, shaped like one row of `like`; SDXL's `force_zeros_for_empty_prompt` gives zeros, as its pipeline does."
-    if isinstance(like, TextCondition):
-        ids = like.time_ids[:1]
-        if getattr(pipe.config, 'force_zeros_for_empty_prompt', False):
-            return TextCondition(torch.zeros_like(like.embeds[:1]), torch.zeros_like(like.pooled[:1]), ids)
-        u = encode_text(pipe, ''); return TextCondition(u.embeds.to(like.embeds), u.pooled.to(like.pooled), ids)
-    return encode_text(pipe, '')
+    "The condition guidance contrasts with, shaped like one row of `like`, as the family's pipeline makes it (SDXL's `force_zeros_for_empty_prompt` gives zeros; SD3 and FLUX.1 encode the empty prompt)."
+    return family(pipe).unconditional(pipe, like)
 
 # %% ../nbs/01_core.ipynb 29
 def encode_text(pipe, text, original_size=None):
-    "Text (or list of texts) -> the UNet's text condition: an embedding (N, T, d) for SD, a `TextCondition` for SDXL (`original_size`: (h, w) of the input, for its size ids). Warns when a text is truncated."
+    "Text (or list of texts) -> the denoiser's text condition: an embedding (N, T, d) for SD, a `TextCondition` for SDXL, SD3 and FLUX.1 (`original_size`: (h, w) of the input, for SDXL's size ids), as the family's pipeline encodes it. Warns when a text is truncated."
     texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
     if texts is None or not all(isinstance(t, str) for t in texts):
         raise ValueError(f"text must be a string or a list of strings, got {text!r}")
@@ -500,15 +518,7 @@ def encode_text(pipe, text, original_size=None):
     for t, f in zip(texts, full):
         if len(f) > tok.model_max_length:
             warnings.warn(f"text has {len(f)} tokens, more than the tokenizer's {tok.model_max_length}: truncated ({t[:40]!r}...)")
-    if model_family(pipe) == 'sdxl':  # both encoders' penultimate states and the pooled embedding, exactly as the pipeline makes them
-        with torch.no_grad():
-            embeds, _, pooled, _ = pipe.encode_prompt(texts, device=pipe.unet.device, do_classifier_free_guidance=False)
-        return TextCondition(embeds, pooled, size_ids(pipe, original_size).to(embeds.device).expand(len(texts), -1).clone())
-    ids = tok(texts, padding='max_length', max_length=tok.model_max_length, truncation=True, return_tensors='pt')
-    enc = pipe.text_encoder
-    mask = ids.attention_mask.to(enc.device) if getattr(enc.config, 'use_attention_mask', False) else None
-    with torch.no_grad():
-        return enc(ids.input_ids.to(enc.device), attention_mask=mask)[0]
+    return family(pipe).encode_text(pipe, texts, original_size)
 
 # %% ../nbs/01_core.ipynb 34
 def make_generator(device, seed:int=0) -> torch.Generator:
@@ -517,7 +527,8 @@ def make_generator(device, seed:int=0) -> torch.Generator:
 
 def noise_channels(latents, condition) -> int:
     "Channels of noise one training sample needs: the latents', plus the low-resolution image's for an upscaler."
-    return latents.shape[1] + (condition.low_res.shape[1] if isinstance(condition, UpscaleCondition) else 0)
+    low = getattr(condition, 'low_res', None)
+    return latents.shape[1] + (low.shape[1] if low is not None else 0)
 
 def draw_noise(latents:torch.Tensor, num_train_timesteps:int, generator:torch.Generator, batch_size:int=1, channels:int=None):
     "`batch_size` (noise, timestep) pairs for `latents` (1,C,h,w), drawn from `generator`: (noise (B,C,h,w), t (B,)); `channels` > C draws extra channels (an upscaler's low-resolution noise)."
@@ -527,34 +538,26 @@ def draw_noise(latents:torch.Tensor, num_train_timesteps:int, generator:torch.Ge
     t = torch.randint(0, num_train_timesteps, (batch_size,), generator=generator, device=gdev)
     return noise.to(latents.device), t.to(latents.device)
 
-def diffusion_loss(unet, scheduler, latents, embedding, noise, timesteps) -> torch.Tensor:
-    "Mean squared error of `unet`'s prediction at (x_t, t, e) against its training target (ε, v or x_0), in float32."
-    b, c = noise.shape[0], latents.shape[1]
-    noise, extra = noise[:, :c], noise[:, c:]
-    x0 = latents.float().expand(b, *latents.shape[1:])
-    x_t = scheduler.add_noise(x0, noise.float(), timesteps)
-    kind = scheduler.config.prediction_type
-    if kind == 'epsilon': target = noise.float()
-    elif kind == 'v_prediction': target = scheduler.get_velocity(x0, noise.float(), timesteps)
-    elif kind == 'sample': target = x0
-    else: raise ValueError(f"unsupported prediction_type {kind!r}")
+def diffusion_loss(unet, scheduler, latents, embedding, noise, timesteps, *, dtype=None, guidance=None, family=None) -> torch.Tensor:
+    "Mean squared error of the denoiser's prediction at (x_t, t, e) against its family's training target (ε, v or x₀; ε − x₀ for the flow families), in float32. `dtype`: the denoiser's (read once by the caller: reading it walks every module); `guidance`: FLUX.1's distilled guidance."
+    from imagic.families import family_of
+    fam = family_of(family if family is not None else unet)
+    b = noise.shape[0]
     emb = cond_map(lambda e: e.expand(b, *e.shape[1:]) if e.shape[0] == 1 else e, embedding)
-    if isinstance(emb, UpscaleCondition):  # an x4 upscaler: the low-resolution image, noised afresh each step, rides along as channels
-        a = emb.low_res_alpha
-        low = a ** 0.5 * emb.low_res.float() + (1 - a) ** 0.5 * extra.float()
-        x_t = torch.cat([x_t, low], dim=1)
-    pred = unet(x_t.to(unet.dtype), timesteps, **unet_inputs(emb, unet.dtype)).sample
-    return F.mse_loss(pred.float(), target)
+    return fam.loss(unet, scheduler, latents, emb, noise, timesteps, dtype=dtype, guidance=guidance)
 
 # %% ../nbs/01_core.ipynb 36
-def evaluation_loss(pipe, latents, condition, unet=None, n:int=16, seed:int=1234) -> float:
-    "Diffusion loss averaged over `n` fixed (noise, timestep) pairs (the same pairs for the same `seed`); `condition`: an SD embedding or an SDXL `TextCondition`."
-    unet = unet if unet is not None else pipe.unet
+def evaluation_loss(pipe, latents, condition, unet=None, n:int=16, seed:int=1234, *, denoiser=None,
+                    timestep_sampling:str='auto', guidance=None) -> float:
+    "Diffusion loss averaged over `n` fixed (noise, timestep) pairs (the same pairs for the same `seed`); `condition`: from `encode_text` or stage 1; `denoiser` (alias `unet`): the network to score, `pipe`'s own by default."
+    fam = family(pipe)
+    net = denoiser if denoiser is not None else unet if unet is not None else fam.denoiser(pipe)
+    sched = fam.training_scheduler(pipe)
     g = make_generator('cpu', seed)
-    noise, t = draw_noise(latents.cpu(), pipe.scheduler.config.num_train_timesteps, g, n, noise_channels(latents, condition))
+    noise, t = fam.draw(latents.cpu(), sched, g, n, noise_channels(latents, condition), timestep_sampling)
     with torch.no_grad():
-        return diffusion_loss(unet, pipe.scheduler, latents, cond_map(lambda e: e.to(latents.device), condition),
-                              noise.to(latents.device), t.to(latents.device)).item()
+        return diffusion_loss(net, sched, latents, cond_map(lambda e: e.to(latents.device), condition),
+                              noise.to(latents.device), t.to(latents.device), guidance=guidance, family=fam).item()
 
 # %% ../nbs/01_core.ipynb 39
 def atomic_write(path, write):

@@ -21,8 +21,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .core import (LORA_TARGET_SETS, Settings, TextCondition, UpscaleCondition, atomic_write, check_eta, check_precision,
-                         cond_map, decode_latents, diffusion_loss, draw_noise, learned_parts, make_generator, noise_channels,
-                         to_pil, unconditional, unet_inputs, with_learned)
+                         cond_map, cond_tensors, decode_latents, diffusion_loss, family, learned_parts, make_generator, noise_channels, to_pil, unconditional, with_learned)
 
 # %% ../nbs/02_stages.ipynb 8
 def _progress(steps, desc, progress, start=0):
@@ -60,22 +59,24 @@ def _run_key(pipe, desc, steps, lr, batch_size, precision, latents, emb, params)
     "What a checkpoint must match to be resumed: the stage, its settings, the model, the input and the starting embedding."
     h = hashlib.sha256(repr((desc, steps, float(lr), batch_size, precision, str(getattr(pipe, 'name_or_path', '')),
                              [tuple(p.shape) for p in params])).encode())
-    tensors = [latents] + ([emb.embeds, emb.pooled, emb.time_ids] if isinstance(emb, TextCondition) else
-                           [emb.embeds, emb.low_res, torch.tensor(float(emb.noise_level))] if isinstance(emb, UpscaleCondition) else [emb])
+    tensors = [latents] + cond_tensors(emb)
     for t in tensors: h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 def _optimise(pipe, unet, latents, emb, params, steps, lr, generator, desc, progress, callback, shown,
-              batch_size=1, mixed_precision='no', checkpoint=None) -> list:
-    "The loop both stages share: Adam on `params` against the diffusion loss of `unet` at (`latents`, `emb`); per-step losses."
-    generator = generator if generator is not None else make_generator(unet.device)
-    latents = latents.to(unet.device, torch.float32)
+              batch_size=1, mixed_precision='no', checkpoint=None, timestep_sampling='auto', guidance=None) -> list:
+    "The loop both stages share: Adam on `params` against the diffusion loss of the denoiser `unet` at (`latents`, `emb`), as its family defines the loss; per-step losses."
+    fam = family(pipe)
+    device, dtype = unet.device, unet.dtype  # read once: diffusers' `dtype` walks every module
+    generator = generator if generator is not None else make_generator(device)
+    latents = latents.to(device, torch.float32)
     params = list(params)
-    precision = resolve_precision(unet.device, mixed_precision)
+    precision = resolve_precision(device, mixed_precision)
     opt = torch.optim.Adam(params, lr=lr)
     scaler = torch.amp.GradScaler('cuda') if precision == 'fp16' else None  # float32 master weights, scaled fp16 loss
-    T = pipe.scheduler.config.num_train_timesteps
+    sched = fam.training_scheduler(pipe)
     channels = noise_channels(latents, emb)
+    autocast = _autocast(device, precision)
     losses, start = [], 0
     if checkpoint is not None:
         key = _run_key(pipe, desc, steps, lr, batch_size, precision, latents, emb, params)
@@ -83,9 +84,9 @@ def _optimise(pipe, unet, latents, emb, params, steps, lr, generator, desc, prog
     bar = _progress(steps, desc, progress, start)
     with torch.enable_grad():
         for step in bar:
-            noise, t = draw_noise(latents, T, generator, batch_size, channels)
-            with _autocast(unet.device, precision):
-                loss = diffusion_loss(unet, pipe.scheduler, latents, emb, noise, t)
+            noise, t = fam.draw(latents, sched, generator, batch_size, channels, timestep_sampling)
+            with autocast:
+                loss = diffusion_loss(unet, sched, latents, emb, noise, t, dtype=dtype, guidance=guidance, family=fam)
             opt.zero_grad(set_to_none=True)
             if scaler is None: loss.backward(); opt.step()
             else: scaler.scale(loss).backward(); scaler.step(opt); scaler.update()
@@ -109,15 +110,18 @@ def optimize_embedding(
     batch_size:int=1,   # (noise, timestep) samples per step, averaged in one batched forward pass (paper: 1)
     mixed_precision:str='no', # 'no', 'bf16', 'fp16' (CUDA, with a loss scaler) or 'auto'; the embedding stays float32
     checkpoint=None,    # a `Checkpoint`: save progress there and resume from it
+    timestep_sampling:str='auto', # how training timesteps are drawn (see `Settings.timestep_sampling`)
+    guidance:float=None,  # a guidance-distilled model's guidance input (FLUX.1-dev); None: the pipeline's
 )->tuple:               # (e_opt of the same kind and shape as e_tgt, list of per-step losses)
     "Stage 1: the text condition near `e_tgt` that best reconstructs `latents` with the frozen model."
     _check_steps(steps, lr, batch_size); _check_latents(latents)
     if len(e_tgt.shape) != 3 or e_tgt.shape[0] != 1: raise ValueError(f"e_tgt must be (1, T, d), got {tuple(e_tgt.shape)}")
-    unet = pipe.unet
+    unet = family(pipe).denoiser(pipe)
     params = [p.detach().to(unet.device, torch.float32).clone().requires_grad_(True) for p in learned_parts(e_tgt)]
     emb = with_learned(cond_map(lambda t: t.to(unet.device), e_tgt), params)
     losses = _optimise(pipe, unet, latents, emb, params, steps, lr, generator, 'stage 1: embedding', progress, callback,
-                       lambda: with_learned(emb, [p.detach() for p in params]), batch_size, mixed_precision, checkpoint)
+                       lambda: with_learned(emb, [p.detach() for p in params]), batch_size, mixed_precision, checkpoint,
+                       timestep_sampling, guidance)
     done = [p.detach().to(ref.device, ref.dtype) for p, ref in zip(params, learned_parts(e_tgt))]
     return with_learned(e_tgt, done), losses
 
@@ -125,18 +129,16 @@ def optimize_embedding(
 LORA_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out.0')  # the attention projections, as in diffusers' LoRA training scripts
 
 def lora_target_modules(unet, targets='attention') -> list:
-    "Names of the modules of `unet` that get LoRA adapters: a key of `LORA_TARGET_SETS`, or a sequence of module names."
+    "Names of the modules of the denoiser `unet` that get LoRA adapters: a key of `LORA_TARGET_SETS` (its family says which modules), or a sequence of module names."
     if isinstance(targets, str):
         if targets not in LORA_TARGET_SETS: raise ValueError(f"lora_targets must be one of {tuple(LORA_TARGET_SETS)} or a list of module names, got {targets!r}")
-        if targets == 'attention': return list(LORA_TARGETS)
-        return [n for n, m in unet.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
-                and n.split('.')[0] in ('down_blocks', 'mid_block', 'up_blocks')]
+        return family(unet).lora_modules(unet, targets)
     names = list(targets)
     if not names or not all(isinstance(n, str) for n in names): raise ValueError(f"lora_targets must name modules, got {targets!r}")
     return names
 
 def finetune(
-    pipe,               # a diffusers text-to-image pipeline; `pipe.unet` is copied, never modified
+    pipe,               # a diffusers text-to-image pipeline; its denoiser is copied, never modified
     latents,            # the input image's latents, (1, C, h, w)
     e_opt,              # the optimised embedding from stage 1 (kept frozen)
     steps:int=1500,     # Adam steps (paper, Stable Diffusion: 1500)
@@ -152,15 +154,18 @@ def finetune(
     gradient_checkpointing:bool=False, # recompute activations during backward: less memory, more time
     mixed_precision:str='no', # 'no', 'bf16', 'fp16' (CUDA, with a loss scaler) or 'auto'; master weights stay float32
     checkpoint=None,    # a `Checkpoint`: save progress there and resume from it
-)->tuple:               # (fine-tuned UNet2DConditionModel in the pipeline's dtype, list of per-step losses)
-    "Stage 2: fine-tune a copy of the UNet so that `e_opt` reconstructs `latents`."
+    timestep_sampling:str='auto', # how training timesteps are drawn (see `Settings.timestep_sampling`)
+    guidance:float=None,  # a guidance-distilled model's guidance input (FLUX.1-dev); None: the pipeline's
+)->tuple:               # (fine-tuned denoiser — UNet or transformer — in the pipeline's dtype, list of per-step losses)
+    "Stage 2: fine-tune a copy of the denoiser so that `e_opt` reconstructs `latents`."
     _check_steps(steps, lr, batch_size); _check_latents(latents)
     if method not in ('full', 'lora'): raise ValueError(f"method must be 'full' or 'lora', got {method!r}")
-    dtype = pipe.unet.dtype
+    base = family(pipe).denoiser(pipe)
+    dtype = base.dtype
     # LoRA under autocast leaves the frozen weights in the pipeline's dtype (half the memory of a float32 copy on
     # a half-precision pipeline: what lets SDXL's `fast` preset fit small cards); the adapters train in float32.
-    keep_dtype = method == 'lora' and resolve_precision(pipe.unet.device, mixed_precision) != 'no'
-    unet = copy.deepcopy(pipe.unet) if keep_dtype else _cast(copy.deepcopy(pipe.unet), torch.float32)
+    keep_dtype = method == 'lora' and resolve_precision(base.device, mixed_precision) != 'no'
+    unet = copy.deepcopy(base) if keep_dtype else _cast(copy.deepcopy(base), torch.float32)
     unet.eval()
     if method == 'full': unet.requires_grad_(True)
     else:
@@ -179,7 +184,7 @@ def finetune(
     emb = cond_map(lambda t: t.detach().to(unet.device, torch.float32), e_opt)
     params = [p for p in unet.parameters() if p.requires_grad]
     losses = _optimise(pipe, unet, latents, emb, params, steps, lr, generator, 'stage 2: fine-tune', progress, callback,
-                       lambda: unet, batch_size, mixed_precision, checkpoint)
+                       lambda: unet, batch_size, mixed_precision, checkpoint, timestep_sampling, guidance)
     unet.requires_grad_(False)
     if gradient_checkpointing: unet.disable_gradient_checkpointing()
     if method == 'lora': unet.fuse_lora(); unet.unload_lora()  # a plain UNet again, with the adapters merged in
@@ -244,19 +249,20 @@ def fit_stages(
     checkpoint_dir=None,  # folder for `stage1.safetensors` / `stage2.safetensors` checkpoints; None: none
     checkpoint_every:int=100, # steps between checkpoints
     callback=None,        # called as callback(stage, step, loss) after each step of stage 1 or 2
-)->tuple:                 # (e_opt, fine-tuned UNet, stage-1 losses, stage-2 losses)
+)->tuple:                 # (e_opt, fine-tuned denoiser, stage-1 losses, stage-2 losses)
     "Stages 1 and 2 of Imagic with `settings`, optionally checkpointed so that a killed run resumes."
     s = settings
-    g = make_generator(pipe.unet.device, s.seed)
+    g = make_generator(family(pipe).denoiser(pipe).device, s.seed)
+    flow = dict(timestep_sampling=s.timestep_sampling, guidance=s.distilled_guidance)
     cb = lambda stage: (lambda step, loss, _: callback(stage, step, loss)) if callback is not None else None
     ck = lambda name: Checkpoint(Path(checkpoint_dir) / f'{name}.safetensors', checkpoint_every) if checkpoint_dir else None
     e_opt, l1 = optimize_embedding(pipe, latents, e_tgt, steps=s.embed_steps, lr=s.embed_lr, generator=g,
                                    progress=progress, batch_size=s.embed_batch, mixed_precision=s.mixed_precision,
-                                   checkpoint=ck('stage1'), callback=cb(1))
+                                   checkpoint=ck('stage1'), callback=cb(1), **flow)
     unet, l2 = finetune(pipe, latents, e_opt, steps=s.finetune_steps, lr=s.finetune_lr, generator=g, progress=progress,
                         batch_size=s.finetune_batch, method=s.finetune_method, lora_rank=s.lora_rank, lora_targets=s.lora_targets,
                         gradient_checkpointing=s.gradient_checkpointing, mixed_precision=s.mixed_precision,
-                        checkpoint=ck('stage2'), callback=cb(2))
+                        checkpoint=ck('stage2'), callback=cb(2), **flow)
     return e_opt, unet, l1, l2
 
 # %% ../nbs/02_stages.ipynb 31
@@ -270,13 +276,13 @@ def interpolate(e_tgt, e_opt, eta):
 def initial_latents(pipe, seeds, generator_device=None) -> torch.Tensor:
     "Starting noise (S, C, h, w) for `seeds`, each from its own generator (on `generator_device`, the CPU by default)."
     gdev = torch.device(generator_device) if generator_device is not None else torch.device('cpu')
-    c, s = pipe.unet.config.in_channels, pipe.unet.config.sample_size
-    return torch.cat([torch.randn((1, c, s, s), generator=make_generator(gdev, seed), device=gdev, dtype=torch.float32)
+    shape = family(pipe).latent_shape(pipe)
+    return torch.cat([torch.randn((1, *shape), generator=make_generator(gdev, seed), device=gdev, dtype=torch.float32)
                       for seed in seeds])
 
 def _as_embeddings(embeddings):
     "One batched condition from a condition or a list of them (SD embeddings or SDXL `TextCondition`s)."
-    if isinstance(embeddings, (torch.Tensor, TextCondition)): embeddings = [embeddings]
+    if not isinstance(embeddings, (list, tuple)): embeddings = [embeddings]  # one condition, of any kind
     embs = [e[None] if isinstance(e, torch.Tensor) and e.ndim == 2 else e for e in embeddings]
     if not embs or any(len(e.shape) != 3 for e in embs): raise ValueError("embeddings must be (N, T, d) tensors or a list of (1, T, d) tensors")
     return cond_map(lambda *ts: torch.cat(ts), *embs)
@@ -289,15 +295,21 @@ def _as_seeds(seeds) -> list:
     return seeds
 
 # %% ../nbs/02_stages.ipynb 35
-def generate_latents(pipe, embeddings, seeds, *, unet=None, guidance_scale:float=7.5, steps:int=50,
+def _pick(denoiser, unet, pipe):
+    "The denoiser to sample with: `denoiser`, else its old name `unet`, else the pipeline's own."
+    if denoiser is not None and unet is not None and denoiser is not unet: raise ValueError("give denoiser= or its alias unet=, not both")
+    net = denoiser if denoiser is not None else unet
+    return net if net is not None else family(pipe).denoiser(pipe)
+
+def generate_latents(pipe, embeddings, seeds, *, denoiser=None, unet=None, guidance_scale:float=None, steps:int=50,
                      generator_device=None, batch_size=None, progress:bool=True, paired:bool=False,
-                     callback=None, mixed_precision:str='no') -> torch.Tensor:
-    "DDIM + classifier-free guidance for every (embedding, seed) pair (N*S latents, embedding-major), or for zip(embeddings, seeds) when `paired`."
-    from diffusers import DDIMScheduler
-    unet = unet if unet is not None else pipe.unet
+                     callback=None, mixed_precision:str='no', guidance:float=None) -> torch.Tensor:
+    "The family's sampler (DDIM for the UNet families, the pipeline's flow scheduler for SD3 and FLUX.1) with classifier-free guidance for every (embedding, seed) pair (N*S latents, embedding-major), or for zip(embeddings, seeds) when `paired`. `guidance_scale` None: the family's default (7.5; FLUX.1: 1, no negative pass); `guidance`: FLUX.1's distilled guidance."
+    fam = family(pipe)
+    net = _pick(denoiser, unet, pipe)
     embs, seeds = _as_embeddings(embeddings), _as_seeds(seeds)
     if not isinstance(steps, int) or steps < 1: raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    device, dtype = unet.device, unet.dtype
+    device, dtype = net.device, net.dtype
     precision = resolve_precision(device, mixed_precision)
     noise = initial_latents(pipe, seeds, generator_device)
     n, s = len(embs), len(seeds)
@@ -307,27 +319,29 @@ def generate_latents(pipe, embeddings, seeds, *, unet=None, guidance_scale:float
     else:
         cond = cond_map(lambda e: e.to(device, dtype).repeat_interleave(s, dim=0), embs)  # (N*S, T, d): embedding-major
         start = noise.repeat(n, 1, 1, 1)                                                   # seed-minor
-    guided = guidance_scale != 1.0
+    if guidance_scale is None: guidance_scale = fam.default_guidance()
+    guided = fam.guided(guidance_scale)
     uncond = cond_map(lambda e: e.to(device, dtype), unconditional(pipe, cond)) if guided else None  # once per call
-    sched = DDIMScheduler.from_config(pipe.scheduler.config)
-    sched.set_timesteps(steps, device=device)
+    shape = tuple(noise.shape[1:])
     bs = batch_size or len(cond)
-    out, done, total = [], 0, len(sched.timesteps) * ((len(cond) + bs - 1) // bs)
+    chunks = (len(cond) + bs - 1) // bs
+    out, done, total = [], 0, steps * chunks
     bar = tqdm(total=total, desc='stage 3: sampling', disable=not progress, leave=False, dynamic_ncols=True)
     with torch.no_grad():
         for i in range(0, len(cond), bs):
+            sched = fam.sampler(pipe, steps, device, shape)  # per chunk: a flow scheduler counts its steps
             c = cond_map(lambda e: e[i:i + bs], cond)
-            x = start[i:i + bs].to(device, torch.float32) * sched.init_noise_sigma
+            x = start[i:i + bs].to(device, torch.float32) * getattr(sched, 'init_noise_sigma', 1.0)
             ctx = cond_map(lambda u, e: torch.cat([u.expand(len(e), *u.shape[1:]), e]), uncond, c) if guided else c
             for t in sched.timesteps:
                 inp = torch.cat([x, x]) if guided else x
-                inp = sched.scale_model_input(inp, t).to(dtype)
-                with _autocast(device, precision):  # the UNet only: guidance and the DDIM update stay float32
-                    pred = unet(inp, t, **unet_inputs(ctx)).sample.float()
+                inp = fam.sampler_input(sched, inp, t).to(dtype)
+                with _autocast(device, precision):  # the denoiser only: guidance and the sampler's update stay float32
+                    pred = fam.predict(net, inp, t, ctx, dtype, guidance).float()
                 if guided:
                     pu, pc = pred.chunk(2)
                     pred = pu + guidance_scale * (pc - pu)
-                x = sched.step(pred, t, x, eta=0.0).prev_sample
+                x = fam.sampler_step(sched, pred, t, x)
                 bar.update(); done += 1
                 if callback is not None: callback(done, total)
             out.append(x)
@@ -339,21 +353,23 @@ def generate(
     embeddings,                 # (N, T, d) tensor, or a list of (1, T, d) tensors (e.g. one per η)
     seeds,                      # an int or a list of ints: one image per seed and embedding
     *,
-    unet=None,                  # UNet to sample with (e.g. from `finetune`); None: `pipe.unet`
-    guidance_scale:float=7.5,   # classifier-free guidance scale (1: no guidance)
-    steps:int=50,               # DDIM steps
+    denoiser=None,              # the denoiser to sample with (e.g. from `finetune`); None: the pipeline's own
+    unet=None,                  # the old name of `denoiser` (imagic 0.2)
+    guidance_scale:float=None,  # classifier-free guidance scale (1: no guidance); None: the family's default
+    steps:int=50,               # sampler steps
     generator_device=None,      # where starting noise is drawn; None: the CPU (the same images on any device)
     batch_size=None,            # images per denoising batch; None: the whole grid at once
     progress:bool=True,         # show a progress bar
     paired:bool=False,          # True: one image per (embeddings[i], seeds[i]) instead of the full grid
     callback=None,              # called as callback(done, total) after each denoising step (for progress widgets)
-    mixed_precision:str='no',   # autocast the UNet: 'no', 'bf16', 'fp16' (CUDA) or 'auto' (bf16 where CUDA has it)
+    mixed_precision:str='no',   # autocast the denoiser: 'no', 'bf16', 'fp16' (CUDA) or 'auto' (bf16 where CUDA has it)
+    guidance:float=None,        # a guidance-distilled model's guidance input (FLUX.1-dev); None: the pipeline's
 )->list:                        # images[i][j]: PIL image for embedding i and seed j (paired: images[i][0])
-    "Stage 3: sample every (embedding, seed) pair with DDIM and classifier-free guidance, batched."
+    "Stage 3: sample every (embedding, seed) pair with the family's sampler and classifier-free guidance, batched."
     seeds = _as_seeds(seeds)
-    lat = generate_latents(pipe, embeddings, seeds, unet=unet, guidance_scale=guidance_scale, steps=steps,
+    lat = generate_latents(pipe, embeddings, seeds, denoiser=denoiser, unet=unet, guidance_scale=guidance_scale, steps=steps,
                            generator_device=generator_device, batch_size=batch_size, progress=progress, paired=paired,
-                           callback=callback, mixed_precision=mixed_precision)
+                           callback=callback, mixed_precision=mixed_precision, guidance=guidance)
     bs = batch_size or len(lat)
     ims = [im for i in range(0, len(lat), bs) for im in to_pil(decode_latents(pipe, lat[i:i + bs]))]
     per_row = 1 if paired else len(seeds)
@@ -366,7 +382,8 @@ def generate_edits(
     e_opt,                 # optimised condition from stage 1
     settings:Settings,     # etas, seeds, guidance_scale, sample_steps, sample_precision
     *,
-    unet=None,             # the fine-tuned UNet; None: `pipe.unet` (the ablation: no fine-tuning)
+    denoiser=None,         # the fine-tuned denoiser; None: the pipeline's own (the ablation: no fine-tuning)
+    unet=None,             # the old name of `denoiser` (imagic 0.2)
     etas=None,             # override `settings.etas`
     seeds=None,            # override `settings.seeds`
     guidance_scale=None,   # override `settings.guidance_scale`
@@ -379,7 +396,7 @@ def generate_edits(
     s = settings
     etas = [check_eta(e) for e in (s.etas if etas is None else etas)]
     seeds = list(s.seeds if seeds is None else seeds)
-    return generate(pipe, [interpolate(e_tgt, e_opt, eta) for eta in etas], seeds, unet=unet,
+    return generate(pipe, [interpolate(e_tgt, e_opt, eta) for eta in etas], seeds, denoiser=denoiser, unet=unet,
                     guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
                     steps=s.sample_steps if steps is None else steps, batch_size=batch_size, progress=progress,
-                    callback=callback, mixed_precision=s.sample_precision)
+                    callback=callback, mixed_precision=s.sample_precision, guidance=s.distilled_guidance)

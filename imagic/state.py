@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 
 import imagic
 from .core import (RETIRED_MODELS, Settings, TextCondition, atomic_write, check_eta, cond_map, encode_image, encode_text, image_size,
-                         load_image, make_generator, model_family, open_image, retired_message, to_pil)
+                         load_image, make_generator, check_role, family, model_family, open_image, retired_message, to_pil)
 from .stages import Checkpoint, fit_stages, generate_edits, interpolate
 from .cascade import fit_upscaler, upscale_factor, upscale_with
 
@@ -30,9 +30,9 @@ def image_fingerprint(image:torch.Tensor) -> str:
     return hashlib.sha256(str(tuple(u8.shape)).encode() + u8.numpy().tobytes()).hexdigest()
 
 def model_fingerprint(pipe) -> str:
-    "SHA-256 of the UNet's parameter names and shapes and its first convolution's weights (as float16)."
+    "SHA-256 of the denoiser's parameter names and shapes and its first convolution's (or first parameter's) weights (as float16)."
     h = hashlib.sha256()
-    params = dict(pipe.unet.named_parameters())
+    params = dict(family(pipe).denoiser(pipe).named_parameters())
     for name in sorted(params): h.update(f'{name}:{tuple(params[name].shape)};'.encode())
     first = params.get('conv_in.weight', next(iter(params.values())))
     h.update(first.detach().to('cpu', torch.float16).contiguous().numpy().tobytes())
@@ -51,9 +51,14 @@ def results_of(records, *models) -> list:
     return [r for r in records if json.loads(r['key'])[-len(fps):] == fps]
 
 # %% ../nbs/03_state.ipynb 9
-STATE_FORMAT = 'imagic-state/3'        # 2: the model family and SDXL's pooled embeddings and size ids; 3: the fine-tuned upscaler
-READABLE_FORMATS = ('imagic-state/1', 'imagic-state/2', STATE_FORMAT)  # states saved before still load
-FAMILY_NAMES = {'sd': 'Stable Diffusion 1.x/2.x', 'sdxl': 'Stable Diffusion XL'}
+STATE_FORMAT = 'imagic-state/4'        # 2: the model family and SDXL's pooled embeddings and size ids; 3: the fine-tuned upscaler; 4: the flow families (SD3, FLUX.1)
+READABLE_FORMATS = ('imagic-state/1', 'imagic-state/2', 'imagic-state/3', STATE_FORMAT)  # states saved before still load
+
+def _family_names() -> dict:
+    from imagic.families import FAMILIES
+    return {name: f.title for name, f in FAMILIES.items()}
+
+FAMILY_NAMES = _family_names()  # family name -> what messages call it
 
 def changed_weights(pretrained, finetuned) -> dict:
     "Parameters (and buffers) of `finetuned` whose values differ from `pretrained`'s, on the CPU."
@@ -76,7 +81,7 @@ class ImagicState:
     finetune_losses:list = field(default_factory=list)  # stage 2 per-step losses
     image_fingerprint:str = ''  # see `image_fingerprint`; computed when empty
     version:str = ''            # imagic version that wrote the state; the running one when empty
-    family:str = 'sd'           # the model family: 'sd' or 'sdxl' (see `model_family`)
+    family:str = 'sd'           # the model family: 'sd', 'sdxl', 'sd3' or 'flux' (see `model_family`)
     upscaler:str = ''           # the cascade's super-resolution model ('' without one)
     upscaler_fingerprint:str = ''  # its `model_fingerprint`
     upscaler_weights:dict = field(default_factory=dict)  # its fine-tuned UNet values that changed
@@ -93,12 +98,14 @@ _META_KEYS = ('text', 'settings', 'model', 'model_fingerprint', 'image_fingerpri
               'upscaler_fingerprint')
 
 def _cond_tensors(name, cond) -> dict:
-    "A condition as named tensors: `name` for the token embeddings, plus `name.pooled` and `time_ids` for SDXL."
-    if isinstance(cond, TextCondition): return {name: cond.embeds, f'{name}.pooled': cond.pooled, 'time_ids': cond.time_ids}
+    "A condition as named tensors: `name` for the token embeddings, plus `name.pooled` (SDXL, SD3, FLUX.1) and `time_ids` (SDXL)."
+    if isinstance(cond, TextCondition):
+        ids = {} if cond.time_ids is None else {'time_ids': cond.time_ids}  # SD3 and FLUX.1 have no size ids
+        return {name: cond.embeds, f'{name}.pooled': cond.pooled, **ids}
     return {name: cond}
 
 def _cond_from(tensors, name):
-    if f'{name}.pooled' in tensors: return TextCondition(tensors[name], tensors[f'{name}.pooled'], tensors['time_ids'])
+    if f'{name}.pooled' in tensors: return TextCondition(tensors[name], tensors[f'{name}.pooled'], tensors.get('time_ids'))
     return tensors[name]
 
 def _save(self:ImagicState, path) -> Path:
@@ -146,13 +153,13 @@ ImagicState.load = classmethod(_load)
 # %% ../nbs/03_state.ipynb 14
 def _check_model(self:ImagicState, pipe):
     "Raise ValueError unless `pipe` is the model this state was fitted with."
-    fam = model_family(pipe)
-    if self.family != fam:
+    fam = family(pipe)
+    if self.family != fam.name:
         raise ValueError(f"this state was fitted on a {FAMILY_NAMES.get(self.family, self.family)} model ({self.model!r}), "
-                         f"not on a {FAMILY_NAMES[fam]} one like this {type(pipe).__name__}")
+                         f"not on a {fam.title} one like this {type(pipe).__name__}")
     if self.model_fingerprint != model_fingerprint(pipe):
         raise ValueError(f"this state was fitted with another model ({self.model!r}); load that model to use it")
-    d = pipe.unet.config.cross_attention_dim
+    d = fam.text_width(pipe)
     if self.e_opt.shape[-1] != d or self.e_opt.shape != self.e_tgt.shape:
         raise ValueError(f"state embeddings {tuple(self.e_opt.shape)} do not fit the model's text width {d}")
 
@@ -167,9 +174,9 @@ def with_weights(unet, weights:dict):
     return unet
 
 def _finetuned_unet(self:ImagicState, pipe):
-    "A copy of `pipe.unet` with this state's fine-tuned weights (`pipe.unet` itself is untouched)."
+    "A copy of the pipeline's denoiser with this state's fine-tuned weights (the pipeline's own is untouched)."
     self.check_model(pipe)
-    return with_weights(pipe.unet, self.unet_weights)
+    return with_weights(family(pipe).denoiser(pipe), self.unet_weights)
 
 def _check_upscaler(self:ImagicState, up):
     "Raise ValueError unless this state fine-tuned an upscaler, and `up` is that upscaler."
@@ -196,6 +203,7 @@ class Imagic:
     "Imagic on a diffusers pipeline: `fit` an image to a target text once, then `edit` at any η and seeds."
     def __init__(self, pipe, settings=None, upscaler=None, **overrides):
         if isinstance(settings, dict): settings = Settings.for_model(pipe, **settings)
+        check_role(family(pipe), 'base', getattr(pipe, 'name_or_path', type(pipe).__name__))  # an upscaler is not a base model
         if upscaler is not None: upscale_factor(upscaler)  # an x4 upscaler, or a clear error
         self.pipe, self.upscaler = pipe, upscaler
         self.settings = (settings if settings is not None else Settings.for_model(pipe, upscaler=upscaler)).replace(**overrides)
@@ -226,10 +234,10 @@ def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkp
     e_opt, unet, l1, l2 = fit_stages(pipe, latents, e_tgt, s, progress=progress, checkpoint_dir=checkpoint_dir,
                                      checkpoint_every=checkpoint_every, callback=callback)
     cpu = lambda c: cond_map(lambda t: t.cpu(), c)
-    self.state = ImagicState(e_tgt=cpu(e_tgt), e_opt=cpu(e_opt), unet_weights=changed_weights(pipe.unet, unet),
+    self.state = ImagicState(e_tgt=cpu(e_tgt), e_opt=cpu(e_opt), unet_weights=changed_weights(family(pipe).denoiser(pipe), unet),
                              image=x.cpu().float(), text=text, settings=s.to_dict(), model=str(pipe.name_or_path),
                              model_fingerprint=model_fingerprint(pipe), embed_losses=l1, finetune_losses=l2,
-                             family=model_family(pipe))
+                             family=family(pipe).name)
     self._unet, self._upscaler_unet = unet, None
     if up is not None:  # the cascade: fine-tune the upscaler on (input at base size -> input at full size) under e_tgt
         ck = Checkpoint(Path(checkpoint_dir) / 'upscaler.safetensors', checkpoint_every) if checkpoint_dir else None
@@ -243,8 +251,8 @@ def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkp
 Imagic.fit = _fit
 
 # %% ../nbs/03_state.ipynb 18
-def _unet(self:Imagic):
-    "The fine-tuned UNet (rebuilt from the state on first use after `load`)."
+def _denoiser(self:Imagic):
+    "The fine-tuned denoiser — UNet or transformer (rebuilt from the state on first use after `load`); `Imagic.unet` is its old name."
     if self.state is None: raise RuntimeError("call fit() or Imagic.load() first")
     if self._unet is None: self._unet = self.state.finetuned_unet(self.pipe)
     return self._unet
@@ -252,7 +260,7 @@ def _unet(self:Imagic):
 def _embeddings(self:Imagic, etas) -> list:
     "ē for each η in `etas`, on the pipeline's device."
     if self.state is None: raise RuntimeError("call fit() or Imagic.load() first")
-    dev = lambda c: cond_map(lambda t: t.to(self.pipe.unet.device), c)
+    dev = lambda c: cond_map(lambda t: t.to(self.pipe.device), c)
     return [interpolate(dev(self.state.e_tgt), dev(self.state.e_opt), eta) for eta in etas]
 
 def _upscaler_unet(self:Imagic):
@@ -267,8 +275,9 @@ def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None
     s = self.settings
     etas = [check_eta(e) for e in (s.etas if etas is None else ([etas] if isinstance(etas, (int, float)) else etas))]
     seeds = list(s.seeds if seeds is None else ([seeds] if isinstance(seeds, int) else seeds))
-    dev = lambda c: cond_map(lambda t: t.to(self.pipe.unet.device), c)
-    grid = generate_edits(self.pipe, dev(self.state.e_tgt), dev(self.state.e_opt), s, unet=self.pipe.unet if pretrained else self.unet,
+    dev = lambda c: cond_map(lambda t: t.to(self.pipe.device), c)
+    grid = generate_edits(self.pipe, dev(self.state.e_tgt), dev(self.state.e_opt), s,
+                          denoiser=family(self.pipe).denoiser(self.pipe) if pretrained else self.denoiser,
                           etas=etas, seeds=seeds, guidance_scale=guidance_scale, steps=steps, batch_size=batch_size,
                           progress=progress, callback=callback)
     if self.upscaler is not None and upscale:
@@ -280,7 +289,7 @@ def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None
 
 Imagic.upscaler_unet = property(_upscaler_unet)
 
-Imagic.unet = property(_unet)
+Imagic.denoiser = Imagic.unet = property(_denoiser)
 Imagic.embeddings, Imagic.edit = _embeddings, _edit
 
 # %% ../nbs/03_state.ipynb 19

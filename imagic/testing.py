@@ -4,7 +4,8 @@
 
 # %% auto 0
 __all__ = ['N_MERGES', 'clip_bpe_path', 'write_clip_tokenizer', 'tiny_components', 'save_tiny_model', 'tiny_sdxl_components',
-           'save_tiny_sdxl_model', 'tiny_upscaler_components', 'save_tiny_upscaler']
+           'save_tiny_sdxl_model', 'tiny_upscaler_components', 'save_tiny_upscaler', 'tiny_sd3_components',
+           'tiny_flux_components', 'save_tiny_sd3_model', 'save_tiny_flux_model']
 
 # %% ../nbs/00_testing.ipynb 3
 import gzip
@@ -159,4 +160,73 @@ def save_tiny_upscaler(folder, **kwargs) -> Path:
     from diffusers import StableDiffusionUpscalePipeline
     folder = Path(folder)
     StableDiffusionUpscalePipeline(**tiny_upscaler_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+# %% ../nbs/00_testing.ipynb 21
+def _t5(seed:int, width:int=64, max_length:int=16):
+    "A tiny T5 encoder and a ByT5 tokenizer (no files needed) that keeps `max_length` tokens."
+    from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
+    torch.manual_seed(seed + 1)
+    enc = T5EncoderModel(T5Config(vocab_size=384, d_model=width, d_kv=16, d_ff=width, num_layers=1, num_heads=4))
+    return enc, ByT5Tokenizer(model_max_length=max_length)
+
+def _flow_vae(image_size:int):
+    "A tiny 16-channel VAE with a shift factor and no quant convolutions, as SD3's and FLUX.1's (latents at image_size / 4)."
+    from diffusers import AutoencoderKL
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(16, 32, 32), layers_per_block=1,
+                         down_block_types=('DownEncoderBlock2D',) * 3, up_block_types=('UpDecoderBlock2D',) * 3, norm_num_groups=8,
+                         sample_size=image_size, scaling_factor=1.5, shift_factor=0.1, use_quant_conv=False, use_post_quant_conv=False)
+
+def _clip_cfg(width:int, **extra):
+    from transformers import CLIPTextConfig
+    return CLIPTextConfig(vocab_size=49408, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=2, num_attention_heads=4,
+                          max_position_embeddings=77, bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, **extra)
+
+def tiny_sd3_components(seed:int=0, image_size:int=32, text_dim:int=16, t5_dim:int=64) -> dict:
+    "Randomly initialised SD3-format components (`StableDiffusion3Pipeline`): two CLIPs with projections, T5, an MMDiT, a flow scheduler."
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+    torch.manual_seed(seed)
+    vae = _flow_vae(image_size)
+    transformer = SD3Transformer2DModel(sample_size=image_size // 4, patch_size=2, in_channels=16, out_channels=16, num_layers=2,
+                                        attention_head_dim=8, num_attention_heads=4, joint_attention_dim=t5_dim,
+                                        caption_projection_dim=32, pooled_projection_dim=2 * text_dim, pos_embed_max_size=image_size // 4)
+    te = CLIPTextModelWithProjection(_clip_cfg(text_dim, projection_dim=text_dim))
+    te2 = CLIPTextModelWithProjection(_clip_cfg(text_dim, projection_dim=text_dim))
+    t5, t5_tok = _t5(seed, t5_dim)
+    with tempfile.TemporaryDirectory() as d:
+        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(d))
+    return dict(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0), vae=vae, text_encoder=te,
+                tokenizer=tokenizer, text_encoder_2=te2, tokenizer_2=tokenizer, text_encoder_3=t5, tokenizer_3=t5_tok)
+
+def tiny_flux_components(seed:int=0, image_size:int=32, text_dim:int=32, t5_dim:int=64, guidance_embeds:bool=True) -> dict:
+    "Randomly initialised FLUX.1-format components (`FluxPipeline`): CLIP (pooled), T5, a FLUX transformer with the guidance embedding (dev-style), a flow scheduler with dynamic shift."
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+    torch.manual_seed(seed)
+    vae = _flow_vae(image_size)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+                                         num_attention_heads=2, joint_attention_dim=t5_dim, pooled_projection_dim=text_dim,
+                                         guidance_embeds=guidance_embeds, axes_dims_rope=(4, 6, 6))
+    clip = CLIPTextModel(_clip_cfg(text_dim))
+    t5, t5_tok = _t5(seed, t5_dim)
+    with tempfile.TemporaryDirectory() as d:
+        tokenizer = CLIPTokenizer.from_pretrained(write_clip_tokenizer(d))
+    sched = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                            base_image_seq_len=256, max_image_seq_len=4096)
+    return dict(scheduler=sched, vae=vae, text_encoder=clip, tokenizer=tokenizer, text_encoder_2=t5, tokenizer_2=t5_tok,
+                transformer=transformer)
+
+def save_tiny_sd3_model(folder, **kwargs) -> Path:
+    "Build `tiny_sd3_components(**kwargs)` and save them as an SD3 diffusers folder (safetensors); returns the folder."
+    from diffusers import StableDiffusion3Pipeline
+    folder = Path(folder)
+    StableDiffusion3Pipeline(**tiny_sd3_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+def save_tiny_flux_model(folder, **kwargs) -> Path:
+    "Build `tiny_flux_components(**kwargs)` and save them as a FLUX.1 diffusers folder (safetensors); returns the folder."
+    from diffusers import FluxPipeline
+    folder = Path(folder)
+    FluxPipeline(**tiny_flux_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
     return folder
