@@ -63,13 +63,14 @@ def _augment(x:torch.Tensor, g:torch.Generator) -> torch.Tensor:
     x = w * blurred + (1 - w) * x
     return x + 0.05 * torch.rand(b, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
 
-def train_clip(out=None, steps:int=2000, batch:int=128, lr:float=1e-3, n_images:int=30000, seed:int=0, progress:bool=True) -> dict:
-    "Train the world CLIP from `seed` and save it to `out` (default: the bundled folder). Returns losses and timing."
+def train_clip(out=None, steps:int=2000, batch:int=128, lr:float=1e-3, n_images:int=30000, seed:int=0, progress:bool=True,
+               details:bool=False) -> dict:
+    "Train the world CLIP from `seed` on renders (`details`: with marks and clutter) and save it to `out` (default: the bundled folder). Returns losses and timing."
     import open_clip
     from tqdm.auto import tqdm
     t0 = time.time()
     model = build_clip(seed); model.train()
-    images, scenes = make_dataset(n_images, MODEL_RES, seed=TRAIN_SEED + 7 + seed, workers=2)
+    images, scenes = make_dataset(n_images, MODEL_RES, seed=TRAIN_SEED + 7 + seed, workers=2, details=details)
     caps = all_captions(); index = {c: i for i, c in enumerate(caps)}
     labels = torch.tensor([index[s.caption] for s in scenes])
     tokens = open_clip.tokenize(caps)
@@ -97,11 +98,11 @@ def train_clip(out=None, steps:int=2000, batch:int=128, lr:float=1e-3, n_images:
     return dict(losses=losses, seconds=time.time() - t0)
 
 # %% ../../nbs/world/04_clip.ipynb 10
-def zero_shot_accuracy(model=None, n:int=300, seed:int=4242, images=None, scenes=None) -> dict:
-    "Per-named-attribute zero-shot accuracy of a world CLIP on `n` fresh renders (or the given uint8 images (n, 3, H, W) and scenes)."
+def zero_shot_accuracy(model=None, n:int=300, seed:int=4242, images=None, scenes=None, details:bool=False) -> dict:
+    "Per-named-attribute zero-shot accuracy of a world CLIP on `n` fresh renders (`details`: with marks and clutter), or on the given uint8 images (n, 3, H, W) and scenes."
     import open_clip
     if model is None: model = load_clip()[0]
-    if images is None: images, scenes = make_dataset(n, MODEL_RES, seed=seed)
+    if images is None: images, scenes = make_dataset(n, MODEL_RES, seed=seed, details=details)
     caps = all_captions()
     with torch.no_grad():
         img = F.normalize(model.encode_image(images.float() / 127.5 - 1), dim=-1)

@@ -24,10 +24,10 @@ from .train import (HELDOUT_SEED, MODEL_RES, TRAIN_SEED, WORK_DIR, _ema_update, 
 UPSCALER_RES = 4 * MODEL_RES   # 256 px
 MAX_NOISE_LEVEL = 350          # as the Stable Diffusion x4 upscaler
 
-def make_pairs(n:int, seed:int=TRAIN_SEED + 11, workers:int=1) -> tuple:
-    "`n` random scenes rendered at 64 and at 256 px: (uint8 (n, 3, 64, 64), uint8 (n, 3, 256, 256), list of Scene); `workers` processes render."
-    lo, scenes = make_dataset(n, MODEL_RES, seed, workers)
-    hi, _ = make_dataset(n, UPSCALER_RES, seed, workers)
+def make_pairs(n:int, seed:int=TRAIN_SEED + 11, workers:int=1, details:bool=False) -> tuple:
+    "`n` random scenes (`details`: with marks and clutter) rendered at 64 and at 256 px: (uint8 (n, 3, 64, 64), uint8 (n, 3, 256, 256), list of Scene); `workers` processes render."
+    lo, scenes = make_dataset(n, MODEL_RES, seed, workers, details=details)
+    hi, _ = make_dataset(n, UPSCALER_RES, seed, workers, details=details)
     return lo, hi, scenes
 
 def upscaler_components(text_encoder, tokenizer, seed:int=0) -> dict:
@@ -48,10 +48,10 @@ def upscaler_components(text_encoder, tokenizer, seed:int=0) -> dict:
                 max_noise_level=MAX_NOISE_LEVEL)
 
 # %% ../../nbs/world/05_upscaler.ipynb 7
-def vae_texture_kept(vae, n:int=100, seed:int=HELDOUT_SEED + 256, batch:int=20) -> float:
+def vae_texture_kept(vae, n:int=100, seed:int=HELDOUT_SEED + 256, batch:int=20, details:bool=False) -> float:
     "Share of `n` fresh 256 px renders whose fine texture the probe still reads right after an encode–decode round trip through `vae`."
     from imagic.world.probe import probe
-    _, hi, scenes = make_pairs(n, seed)
+    _, hi, scenes = make_pairs(n, seed, details=details)
     ok = 0
     with torch.no_grad():
         for i in range(0, n, batch):
@@ -116,7 +116,7 @@ def train_upscaler_unet(comps, latents, low_res, caption_emb, scene_captions, st
 
 # %% ../../nbs/world/05_upscaler.ipynb 15
 def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_steps:int=2500, vae_crop:int=64, steps:int=3000,
-                   batch:int=32, device:str='cpu', workers:int=1, progress:bool=True) -> Path:
+                   batch:int=32, device:str='cpu', workers:int=1, progress:bool=True, details:bool=False) -> Path:
     "Train the world's x4 upscaler from `seed` around the base model `base` (a folder or pipeline) and save it at `out` (float16). Rerun with the same `work` to resume. The networks train on `device` (same batches and noise on any device); `workers` processes render the pairs."
     from diffusers import StableDiffusionUpscalePipeline
     from imagic.core import load_pipeline
@@ -126,10 +126,11 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
     t0 = time.time()
     te = torch.nn.Module.to(base.text_encoder, torch.float32)
     comps = upscaler_components(te, base.tokenizer, seed)
-    data = work / f'pairs-{seed}-{n_images}.pt'
+    tag = f'{seed}-{n_images}' + ('-details' if details else '')
+    data = work / f'pairs-{tag}.pt'
     if data.exists(): lo, hi, scene_captions = torch.load(data, weights_only=True).values()
     else:
-        lo, hi, scenes = make_pairs(n_images, seed=TRAIN_SEED + 11 + seed, workers=workers)
+        lo, hi, scenes = make_pairs(n_images, seed=TRAIN_SEED + 11 + seed, workers=workers, details=details)
         index = {c: i for i, c in enumerate(all_captions())}
         scene_captions = torch.tensor([index[s.caption] for s in scenes])
         torch.save({'lo': lo, 'hi': hi, 'captions': scene_captions}, data)
@@ -142,7 +143,7 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
     f = 2 ** (len(vae.config.block_out_channels) - 1)
     vae_losses = train_vae(vae, hi, steps=vae_steps, crop=vae_crop, full_steps=0, seed=seed, work=work, logf=logf, progress=progress,
                            align=f, detail_weight=10.0, detail_scale=f)
-    lat = encode_cached(vae, hi, work / f'latents-{seed}-{n_images}.pt', chunk=100)
+    lat = encode_cached(vae, hi, work / f'latents-{tag}.pt', chunk=100)
     scale = float(1 / lat.std())
     # the pipeline decodes with PIPELINE_SCALING whatever the config says: make the VAE's latents 1/(std × PIPELINE_SCALING)
     # times larger instead, so that latents × PIPELINE_SCALING = lat × scale, which has unit variance
@@ -154,7 +155,7 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
     t1 = time.time()
     losses = train_upscaler_unet(comps, lat * scale, lo.float() / 127.5 - 1, caption_emb, scene_captions, steps=steps, batch=batch,
                                  seed=seed, work=work, logf=logf, progress=progress)
-    info = dict(seed=seed, n_images=n_images, vae_steps=vae_steps, vae_crop=vae_crop, steps=steps, batch=batch, latent_scale=scale,
+    info = dict(seed=seed, details=details, n_images=n_images, vae_steps=vae_steps, vae_crop=vae_crop, steps=steps, batch=batch, latent_scale=scale,
                 scaling_factor=PIPELINE_SCALING, device=str(device), seconds_to_vae=round(t1 - t0), unet_seconds=round(time.time() - t1))
     save_model(StableDiffusionUpscalePipeline, comps, out, info, {'vae_losses': vae_losses, 'unet_losses': losses})
     _log(f'saved to {out} after {time.time() - t0:.0f} s', logf)
@@ -174,8 +175,9 @@ def main(argv=None):
     ap.add_argument('--images', type=int, default=8000, help='training pairs')
     ap.add_argument('--device', default='cpu', help="where the networks train, e.g. 'cuda'")
     ap.add_argument('--workers', type=int, default=1, help='processes that render the training pairs')
+    ap.add_argument('--details', action='store_true', help='the world with marks on the bird and pebbles on the ground')
     args = ap.parse_args(argv)
     train_upscaler(args.out, args.base, work=args.work, seed=args.seed, n_images=args.images, vae_steps=args.vae_steps, steps=args.steps,
-                   device=args.device, workers=args.workers)
+                   device=args.device, workers=args.workers, details=args.details)
 
 if __name__ == '__main__' and '__file__' in globals(): main()
