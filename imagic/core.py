@@ -235,8 +235,9 @@ class Settings:
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict:
-        "Plain JSON-ready dict (tuples as lists)."
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        "Plain JSON-ready dict (tuples as lists); the fields added after imagic 0.2 only where they differ from their defaults, so that the keys of stored results and states written before stay the same."
+        d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        return {k: v for k, v in d.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
 
     @classmethod
     def for_model(cls, model=None, preset:str=None, upscaler=None, **overrides) -> 'Settings':
@@ -252,6 +253,9 @@ class Settings:
             if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; one of {tuple(PRESETS)}")
             chosen = {**PRESETS[preset], **fam.presets.get(preset, {}), **model_presets.get(preset, {})}
         return cls().replace(**{**fam.defaults, **rec, **chosen, **overrides})
+
+# fields added after 0.2 (the flow families), with their defaults: `to_dict` leaves them out at these values
+_LATER_FIELDS = {'timestep_sampling': 'auto', 'distilled_guidance': None}
 
 MIXED_PRECISIONS = ('no', 'bf16', 'fp16', 'auto')
 
