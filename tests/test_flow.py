@@ -222,3 +222,17 @@ def test_cli_refuses_a_method_the_family_lacks(folders, tmp_path):
                     '--source-text', 'a red bird', '-q')
     assert code == 2 and err.count('\n') == 1 and 'FluxPipeline' in err, err
     assert not (tmp_path / 'o').exists()
+
+
+def test_no_code_outside_the_families_asks_which_family_it_holds():
+    "The families are the one place that tells models apart: no comparison with a family's name, no pipeline or denoiser class check elsewhere."
+    import re
+    from pathlib import Path
+    root = Path(imagic.__file__).parent
+    patterns = (r"model_family\([^)]*\)\s*[=!]=", r"[=!]=\s*'(sd|sdxl|sd3|flux)'", r"(fam|family\([^)]*\))\.name\s*[=!]=",
+                r"isinstance\([^)]*(Pipeline|UNet2DConditionModel|Transformer2DModel)\b")
+    offenders = [f'{py.relative_to(root)}: {m.group(0)}' for py in root.rglob('*.py')
+                 if 'families' not in py.parts and py.name != '_modidx.py'
+                 for p in patterns for m in re.finditer(p, py.read_text())]
+    assert not offenders, offenders
+    assert len(list((root / 'families').glob('*.py'))) == 7  # __init__, base and one module per family
