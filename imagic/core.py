@@ -178,7 +178,7 @@ class Settings:
     "Every setting of Imagic's three stages. Defaults: the paper's Stable Diffusion values."
     embed_steps:int = 1000         # stage 1: Adam steps on the text embedding
     embed_lr:float = 2e-3          # stage 1: learning rate
-    finetune_steps:int = 1500      # stage 2: Adam steps on the UNet weights
+    finetune_steps:int = 1500      # stage 2: Adam steps on the denoiser's weights (UNet or transformer)
     finetune_lr:float = 5e-7       # stage 2: learning rate
     etas:tuple = (0.6, 0.7, 0.8)   # stage 3: interpolation weights η (0: e_opt, 1: e_tgt)
     seeds:tuple = (0, 1, 2, 3)     # stage 3: sampling seeds (the paper samples several per edit)
@@ -187,12 +187,12 @@ class Settings:
     seed:int = 0                   # seed of the training noise and timesteps of stages 1 and 2
     embed_batch:int = 1            # stage 1: (noise, timestep) samples per step (the paper: 1)
     finetune_batch:int = 1         # stage 2: (noise, timestep) samples per step (the paper: 1)
-    finetune_method:str = 'full'   # stage 2: 'full' (every UNet weight, the paper) or 'lora' (low-rank adapters)
+    finetune_method:str = 'full'   # stage 2: 'full' (every weight of the denoiser, the paper) or 'lora' (low-rank adapters)
     lora_rank:int = 4              # stage 2 with 'lora': adapter rank
     lora_targets:str = 'attention' # stage 2 with 'lora': which layers get adapters, a key of `LORA_TARGET_SETS`
     gradient_checkpointing:bool = False  # stage 2: recompute activations in the backward pass (less memory, slower)
     mixed_precision:str = 'no'     # stages 1-2: 'no', 'bf16', 'fp16' (CUDA only) or 'auto' (bf16 where CUDA supports it)
-    sample_precision:str = 'no'    # stage 3: autocast of the sampling UNet, same choices (bf16 pays on CPUs with AMX)
+    sample_precision:str = 'no'    # stage 3: autocast of the sampling denoiser, same choices (bf16 pays on CPUs with AMX)
     upscaler_steps:int = 1500      # cascade: Adam steps fine-tuning the super-resolution model (paper, Imagen: 1500)
     upscaler_lr:float = 5e-7       # cascade: its learning rate
     upscaler_noise_level:int = 20  # cascade: noise level of the low-resolution input, in training and sampling

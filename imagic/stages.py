@@ -98,7 +98,7 @@ def _optimise(pipe, unet, latents, emb, params, steps, lr, generator, desc, prog
     return losses
 
 def optimize_embedding(
-    pipe,               # a diffusers text-to-image pipeline (its UNet stays frozen)
+    pipe,               # a diffusers text-to-image pipeline (its denoiser stays frozen)
     latents,            # the input image, encoded by `encode_image`: (1, C, h, w)
     e_tgt,              # target text condition: an embedding (1, T, d), or an SDXL `TextCondition` (both embeddings learn)
     steps:int=1000,     # Adam steps (paper, Stable Diffusion: 1000)
@@ -148,7 +148,7 @@ def finetune(
     callback=None,      # called as callback(step, loss, unet) after each step
     *,
     batch_size:int=1,   # (noise, timestep) samples per step, in one batched forward pass (paper: 1)
-    method:str='full',  # 'full': every UNet weight (the paper); 'lora': low-rank adapters only, fused in at the end
+    method:str='full',  # 'full': every weight (the paper); 'lora': low-rank adapters only, fused in at the end
     lora_rank:int=4,    # adapter rank for method='lora'
     lora_targets='attention', # method='lora': 'attention', 'all' (see `LORA_TARGET_SETS`) or a list of module names
     gradient_checkpointing:bool=False, # recompute activations during backward: less memory, more time
@@ -187,7 +187,7 @@ def finetune(
                        lambda: unet, batch_size, mixed_precision, checkpoint, timestep_sampling, guidance)
     unet.requires_grad_(False)
     if gradient_checkpointing: unet.disable_gradient_checkpointing()
-    if method == 'lora': unet.fuse_lora(); unet.unload_lora()  # a plain UNet again, with the adapters merged in
+    if method == 'lora': unet.fuse_lora(); unet.unload_lora()  # a plain network again, with the adapters merged in
     return _cast(unet, dtype), losses
 
 # %% ../nbs/02_stages.ipynb 25
