@@ -414,7 +414,7 @@ def restore_aspect(
 
 # %% ../nbs/01_core.ipynb 26
 def encode_image(pipe, image:torch.Tensor) -> torch.Tensor:
-    "Image(s) (3,H,W) or (B,3,H,W) in [0,1] -> latents (B,C,h,w): VAE posterior mean × `scaling_factor`."
+    "Image(s) (3,H,W) or (B,3,H,W) in [0,1] -> latents (B,C,h,w): the VAE's posterior mean, shifted and scaled as the family says ((z − `shift_factor`) × `scaling_factor` for all five)."
     if image.ndim == 3: image = image[None]
     if image.ndim != 4 or image.shape[1] != 3: raise ValueError(f"expected an RGB image tensor (B,3,H,W), got shape {tuple(image.shape)}")
     f = pipe.vae_scale_factor
@@ -423,15 +423,13 @@ def encode_image(pipe, image:torch.Tensor) -> torch.Tensor:
     vae = pipe.vae
     with torch.no_grad():
         z = vae.encode(image.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mean
-    shift = getattr(vae.config, 'shift_factor', None) or 0.0
-    return (z - shift) * vae.config.scaling_factor
+    return family(pipe).from_vae(vae, z)
 
 def decode_latents(pipe, latents:torch.Tensor) -> torch.Tensor:
     "Latents (B,C,h,w) -> images (B,3,H,W) in [0,1], float32 on the CPU."
     vae = pipe.vae
-    shift = getattr(vae.config, 'shift_factor', None) or 0.0
     with torch.no_grad():
-        x = vae.decode(latents.to(vae.device, vae.dtype) / vae.config.scaling_factor + shift).sample
+        x = vae.decode(family(pipe).to_vae(vae, latents.to(vae.device, vae.dtype))).sample
     return ((x.float() + 1) / 2).clamp(0, 1).cpu()
 
 def to_pil(images:torch.Tensor) -> list:

@@ -59,6 +59,12 @@ class Family:
     def text_width(self, pipe) -> int:
         "Width of the token embeddings the denoiser attends to."
         raise NotImplementedError
+    def from_vae(self, vae, z):
+        "The VAE's latents as the denoiser sees them: shifted (SD3, FLUX.1) and scaled by the VAE's config."
+        return (z - (getattr(vae.config, 'shift_factor', None) or 0.0)) * vae.config.scaling_factor
+    def to_vae(self, vae, latents):
+        "The inverse of `from_vae`: what the VAE decodes."
+        return latents / vae.config.scaling_factor + (getattr(vae.config, 'shift_factor', None) or 0.0)
 
     # -- the text condition
     def encode_text(self, pipe, texts:list, original_size=None): raise NotImplementedError
