@@ -23,18 +23,11 @@ from pathlib import Path
 import numpy as np
 
 
-def pose_reach(pipe, edits, strengths, method=None) -> dict:
-    "SDEdit toward each edit's target caption, seed = the edit's index: per strength, the share reaching the asked attribute, keeping the rest, both."
-    from PIL import Image
-    from imagic.baselines import METHODS
-    from imagic.world import judge, render
-    method = method or METHODS['sdedit']
-    out = {}
-    for st in strengths:
-        v = [judge(e, method(pipe, Image.fromarray(render(e.source, 64)), e.text, seeds=(i,), strength=float(st))[i])
-             for i, e in enumerate(edits)]
-        out[float(st)] = {k: float(np.mean([x[k] for x in v])) for k in ('attr', 'kept', 'both')}
-    return out
+def pose_reach(pipe, edits, strengths) -> dict:
+    "SDEdit toward each edit's target caption, one seed: per strength, the share reaching the asked attribute, keeping the rest, both (`imagic.baselines.knob_sweep`'s figures over all the edits)."
+    from imagic.baselines import knob_sweep
+    rows = knob_sweep(pipe, 'sdedit', edits, values=strengths, seeds=(0,), progress=False)
+    return {r['value']: {k: r[k] for k in ('attr', 'kept', 'both')} for r in rows if r['kind'] == 'all'}
 
 
 def main(argv=None):
