@@ -108,7 +108,7 @@ def _common(p):
     g.add_argument('--upscaler', default=None, help="the cascade: an x4 upscaler (bundled name, folder or hub id) fine-tuned on the "
                    "input too; edits come out at its size")
     g.add_argument('--device', default=None, help='torch device, e.g. cpu, cuda, cuda:1 (default: a GPU if there is one)')
-    g.add_argument('--dtype', default=None, choices=['float32', 'float16', 'bfloat16'], help='weights dtype (default: float16 on CUDA, else float32)')
+    g.add_argument('--dtype', default=None, choices=['float32', 'float16', 'bfloat16'], help='weights dtype (default on CUDA: float16, bfloat16 for SD3 and FLUX.1; else float32)')
     g = p.add_argument_group('settings (default: the model\'s recommended ones)')
     g.add_argument('--preset', choices=sorted(PRESETS), default=None, help="named settings: 'paper' (its step counts) or 'fast'")
     g.add_argument('--knob', type=_knob, action='append', default=None, metavar='NAME=VALUE', help="a knob of the chosen method, "

@@ -128,16 +128,16 @@ def _loading_bars(show:bool):
 def load_pipeline(
     model=DEFAULT_MODEL,  # bundled model name, local diffusers folder, or hub id ('stable-diffusion-v1-5/stable-diffusion-v1-5', 'stabilityai/stable-diffusion-xl-base-1.0')
     device=None,     # torch device; None: the GPU if there is one, else the CPU
-    dtype=None,      # torch dtype; None: float16 on CUDA, float32 elsewhere
+    dtype=None,      # torch dtype; None: the family's half precision on CUDA (float16; bfloat16 for SD3 and FLUX.1, as they ship), float32 elsewhere
     progress:bool=None,  # loading progress bars (False: none; None: none for the bundled models, which load in a second)
     role:str=None,       # 'base' or 'upscaler': refuse, before loading anything, a model of the other kind; None: any
 ):                   # the family's pipeline (`StableDiffusionPipeline`, `…XLPipeline`, `…UpscalePipeline`, `StableDiffusion3Pipeline`, `FluxPipeline`), frozen, no safety checker
     "Load a Stable Diffusion (1.x, 2.x, XL, 3) or FLUX.1 pipeline ready for Imagic: the UNet families sample with DDIM, the flow families keep their flow scheduler."
     device = torch.device(device) if device is not None else default_device()
-    if dtype is None: dtype = torch.float16 if device.type == 'cuda' else torch.float32
     source = resolve_model(model)
     fam = _family_of_source(source)
     check_role(fam, role, model)
+    if dtype is None: dtype = fam.half_dtype if device.type == 'cuda' else torch.float32
     cls = fam.pipeline_class()
     extra = fam.load_kwargs()
     if progress is None: progress = str(model) not in BUNDLED_MODELS

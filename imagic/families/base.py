@@ -29,6 +29,7 @@ class Family:
     defaults = {}            # Settings fields this family changes from the paper's defaults
     methods = ('imagic', 'sdedit', 'ddim_inversion', 'ledits')  # the methods of `imagic.baselines` it supports
     ledits_pipeline = ''     # diffusers' LEDITS++ pipeline class for this family ('' where there is none)
+    half_dtype = torch.float16  # what `load_pipeline` loads on CUDA when no dtype is given
 
     def __repr__(self): return f'<family {self.name}: {self.title}>'
 
@@ -217,6 +218,7 @@ class DiffusionFamily(Family):
 class FlowFamily(Family):
     "Flow-matching transformers: rectified-flow loss, sampled with the pipeline's `FlowMatchEulerDiscreteScheduler`."
     flow = True
+    half_dtype = torch.bfloat16  # SD3 and FLUX.1 ship in bf16; FLUX overflows in float16
     default_scheme = 'logit_normal'
     methods = ('imagic', 'sdedit')
     block_roots = ('transformer_blocks', 'single_transformer_blocks')
