@@ -1,7 +1,5 @@
 """The flow-matching families (SD3, FLUX.1) on tiny random pipelines built offline: loading, the three stages,
 the loss and the sampler agreeing, states, refusals, LoRA and resume, presets, the command line, SDEdit."""
-import contextlib
-import io
 import json
 
 import numpy as np
@@ -15,18 +13,10 @@ from imagic.core import (Settings, TextCondition, encode_image, encode_text, eva
                          model_family)
 from imagic.stages import Checkpoint, finetune, generate_latents, optimize_embedding
 from imagic.testing import save_tiny_flux_model, save_tiny_sd3_model
+from test_cli import run  # in-process `imagic ...`: (exit status, stderr)
 
 FLOWS = ['sd3', 'flux']
 
-
-def run(*argv):
-    "In-process `imagic ...`: (exit status, stderr)."
-    from imagic.cli import main
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try: code = main([str(a) for a in argv])
-        except SystemExit as e: code = e.code
-    return code, err.getvalue()
 SAVE = {'sd3': save_tiny_sd3_model, 'flux': save_tiny_flux_model}
 CLASS = {'sd3': 'StableDiffusion3Pipeline', 'flux': 'FluxPipeline'}
 

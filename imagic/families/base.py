@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..core import draw_noise
+from ..core import TextCondition, draw_noise
 
 # %% ../../nbs/families/00_base.ipynb 5
 TIMESTEP_SCHEMES = ('auto', 'uniform', 'logit_normal', 'mode')  # how training timesteps are drawn; 'auto': the family's own
@@ -233,6 +233,9 @@ class FlowFamily(Family):
         return int(min(self.default_sequence_length, limit)) if limit else self.default_sequence_length
     def call_kwargs(self, pipe) -> dict: return dict(max_sequence_length=self.sequence_length(pipe))
 
+    def unconditional(self, pipe, like):  # the empty prompt, encoded as the pipelines encode their negative prompt ""
+        u = self.encode_text(pipe, ['']); return TextCondition(u.embeds.to(like.embeds), u.pooled.to(like.pooled))
+
     def training_scheduler(self, pipe):
         "A fresh copy of the pipeline's scheduler: `set_timesteps` (sampling, SDEdit) mutates the pipeline's own."
         return type(pipe.scheduler).from_config(pipe.scheduler.config)
@@ -265,4 +268,12 @@ class FlowFamily(Family):
     def timestep_kwargs(self, sched, steps:int, latent_shape:tuple) -> dict:
         "What the family's pipeline passes to `set_timesteps`."
         return dict(num_inference_steps=steps)
+    max_shift_default = 1.15  # what the family's pipeline assumes when the scheduler's config names no max_shift
+    def shift(self, sched, latent_shape:tuple) -> dict:
+        "`mu` of a dynamically shifting scheduler, from the image's token count as the pipelines compute it; {} otherwise."
+        c = sched.config
+        if not c.get('use_dynamic_shifting', False): return {}
+        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
+        return dict(mu=calculate_shift((latent_shape[-1] // 2) * (latent_shape[-2] // 2), c.get('base_image_seq_len', 256),
+                                       c.get('max_image_seq_len', 4096), c.get('base_shift', 0.5), c.get('max_shift', self.max_shift_default)))
     def sampler_step(self, sched, pred, t, x): return sched.step(pred, t, x).prev_sample

@@ -57,9 +57,6 @@ class Flux(FlowFamily):
                                                    max_sequence_length=self.sequence_length(pipe))
         return TextCondition(embeds, pooled)
 
-    def unconditional(self, pipe, like):
-        u = self.encode_text(pipe, ['']); return TextCondition(u.embeds.to(like.embeds), u.pooled.to(like.pooled))
-
     def predict(self, denoiser, x, t, cond, dtype=None, guidance=None):
         dtype = dtype if dtype is not None else x.dtype
         b, _, h, w = x.shape
@@ -74,10 +71,5 @@ class Flux(FlowFamily):
         return unpack(out, h, w)
 
     def timestep_kwargs(self, sched, steps:int, latent_shape:tuple) -> dict:
-        from diffusers.pipelines.flux.pipeline_flux import calculate_shift
-        c = sched.config
-        kw = dict(sigmas=None if c.get('use_flow_sigmas', False) else np.linspace(1.0, 1 / steps, steps))
-        if c.get('use_dynamic_shifting', False):
-            kw['mu'] = calculate_shift((latent_shape[-1] // 2) * (latent_shape[-2] // 2), c.get('base_image_seq_len', 256),
-                                       c.get('max_image_seq_len', 4096), c.get('base_shift', 0.5), c.get('max_shift', 1.15))
-        return kw
+        sigmas = None if sched.config.get('use_flow_sigmas', False) else np.linspace(1.0, 1 / steps, steps)
+        return dict(sigmas=sigmas, **self.shift(sched, latent_shape))

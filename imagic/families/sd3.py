@@ -17,6 +17,7 @@ class SD3(FlowFamily):
     name, title = 'sd3', 'Stable Diffusion 3'
     pipeline_names = ('StableDiffusion3Pipeline', 'StableDiffusion3Img2ImgPipeline')
     default_scheme, t5_tokenizer, default_sequence_length = 'logit_normal', 'tokenizer_3', 256
+    max_shift_default = 1.16  # StableDiffusion3Pipeline's
     # `fast`: LoRA on the attention projections (the `imagic.core.PRESETS` entry), activations recomputed, sampled in bf16 where CUDA has it
     presets = {'fast': dict(gradient_checkpointing=True, sample_precision='auto')}
     defaults = dict(guidance_scale=7.0, sample_steps=28)  # the pipeline's own defaults
@@ -33,9 +34,6 @@ class SD3(FlowFamily):
                                                       do_classifier_free_guidance=False, max_sequence_length=self.sequence_length(pipe))
         return TextCondition(embeds, pooled)
 
-    def unconditional(self, pipe, like):
-        u = self.encode_text(pipe, ['']); return TextCondition(u.embeds.to(like.embeds), u.pooled.to(like.pooled))
-
     def predict(self, denoiser, x, t, cond, dtype=None, guidance=None):
         dtype = dtype if dtype is not None else x.dtype
         t = t.expand(x.shape[0]) if t.ndim else t.repeat(x.shape[0])
@@ -43,10 +41,4 @@ class SD3(FlowFamily):
                         pooled_projections=cond.pooled.to(dtype), return_dict=False)[0]
 
     def timestep_kwargs(self, sched, steps:int, latent_shape:tuple) -> dict:
-        kw = dict(num_inference_steps=steps)
-        if sched.config.get('use_dynamic_shifting', False):  # SD3.5 variants that shift by resolution, as the pipeline does
-            from diffusers.pipelines.flux.pipeline_flux import calculate_shift
-            c = sched.config
-            kw['mu'] = calculate_shift((latent_shape[-1] // 2) * (latent_shape[-2] // 2), c.get('base_image_seq_len', 256),
-                                       c.get('max_image_seq_len', 4096), c.get('base_shift', 0.5), c.get('max_shift', 1.16))
-        return kw
+        return dict(num_inference_steps=steps, **self.shift(sched, latent_shape))  # SD3.5 variants may shift by resolution
