@@ -238,7 +238,7 @@ def stored_records(path, pipe, edits, settings, etas, seeds, ablation:bool, upsc
 
 def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=(0, 1, 2, 3),
               ablation:bool=True, progress:bool=True, keep_images:bool=False, records=None, upscaler=None) -> list:
-    "Fit and sample every edit; one record per edit with judgments per (model, η, seed) and timings. With `records` (a .jsonl path), finished edits are stored there and reused. With `upscaler`, the cascade too (see below)."
+    "Fit and sample every edit; one record per edit with judgments per (model, η, seed) and timings. With `records` (a .jsonl path), finished edits are stored there and reused (with `keep_images` they are refitted for their images, and not stored again). With `upscaler`, the cascade too (see below)."
     from tqdm.auto import tqdm
     from imagic.cascade import fit_upscaler, upscale_factor, upscale_with
     from imagic.core import encode_image, encode_text, image_size
@@ -279,7 +279,7 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
                     eta, seed = etas[k // len(seeds)], seeds[k % len(seeds)]
                     rec['judged'][(model, eta, seed)] = judge(edit, im)
                     if keep_images: rec['images'][(model, eta, seed)] = im
-        if records is not None: append_jsonl(records, _record_line(key, rec))
+        if records is not None and key not in stored: append_jsonl(records, _record_line(key, rec))  # a refit for its images is not stored twice
         out.append(rec)
     return out
 
