@@ -233,8 +233,12 @@ def stored_records(path, pipe, edits, settings, etas, seeds, ablation:bool, upsc
     "Of `edits`, those whose `run_edits` records with this model (`pipe`), settings, η, seeds, ablation and upscaler are stored in `path`: index -> record."
     store = read_records(path)
     fp, up_fp = model_fingerprint(pipe), (model_fingerprint(upscaler) if upscaler is not None else None)
-    keys = [_record_key(fp, e, settings, etas, seeds, ablation, up_fp) for e in edits]
-    return {i: store[k] for i, k in enumerate(keys) if k in store}
+    out = {}
+    for i, e in enumerate(edits):
+        for abl in ((ablation,) if ablation else (False, True)):  # a run with the ablation holds the run without it
+            k = _record_key(fp, e, settings, etas, seeds, abl, up_fp)
+            if k in store: out[i] = store[k]; break
+    return out
 
 def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=(0, 1, 2, 3),
               ablation:bool=True, progress:bool=True, keep_images:bool=False, records=None, upscaler=None) -> list:
@@ -250,6 +254,9 @@ def run_edits(pipe, edits, settings, etas=(0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=
     out = []
     for edit in tqdm(edits, desc='edits', disable=not progress):
         key = _record_key(fp, edit, settings, etas, seeds, ablation, up_fp)
+        if not ablation and key not in stored:  # the same fit and seeds stored with the ablation beside them will do
+            with_ablation = _record_key(fp, edit, settings, etas, seeds, True, up_fp)
+            if with_ablation in stored: key = with_ablation
         if key in stored and not keep_images: out.append(stored[key]); continue
         x_full, x = edit_input(edit, res, factor)
         t0 = time.perf_counter()
