@@ -47,7 +47,8 @@ def main(argv=None):
     from imagic.core import BUNDLED_MODELS
     from imagic.world import (EDIT_KINDS, detail_survival, probe, rates_table, run_edits, sample_quality,
                               vae_identity_kept, validation_edits)
-    from imagic.world.edits import kept_fields
+    from imagic.baselines import TRADEOFF_KNOBS
+    from imagic.world.edits import kept_fields, stored_records
     folder = Path(args.model)
     if not (folder / 'imagic_settings.json').exists():  # a new model of the world starts from the bundled model's recipe
         shutil.copy(BUNDLED_MODELS['birds'] / 'imagic_settings.json', folder / 'imagic_settings.json')
@@ -72,8 +73,15 @@ def main(argv=None):
     if 'imagic' not in args.skip:
         chosen = [e for k in (args.kinds or EDIT_KINDS) for e in [e for e in edits if e.kind == k][:args.edits]]
         s = imagic.Settings.for_model(pipe)
-        recs = run_edits(pipe, chosen, s, etas=s.etas, seeds=s.seeds, ablation=True, progress=False, keep_images=True,
-                         records=args.records)
+        # η over the trade-off curve's grid (and the recommended ones), so that the same records give the η choice,
+        # the ablation and Imagic's curve in `knob_sweep`; an edit stored by an interrupted run is read back, not refitted
+        etas = tuple(sorted(set(TRADEOFF_KNOBS['imagic'][1]) | set(s.etas)))
+        recs = []
+        for e in chosen:
+            found = stored_records(args.records, pipe, [e], s, etas, s.seeds, True) if args.records else {}
+            recs += list(found.values()) or run_edits(pipe, [e], s, etas=etas, seeds=s.seeds, ablation=True, progress=False,
+                                                      keep_images=True, records=args.records)
+            print(f"edit {len(recs)}/{len(chosen)} ({e.kind}): fit {recs[-1]['fit_s']:.0f} s", flush=True)
         mid = s.etas[len(s.etas) // 2]
         table = rates_table(recs, by_kind=True) + [dict(r, model='pretrained') for r in rates_table(recs, 'pretrained', by_kind=True)]
         out['imagic_rates'] = table
@@ -82,7 +90,7 @@ def main(argv=None):
                           'both_at_middle_eta': {k: {'finetuned': both('finetuned', k), 'pretrained': both('pretrained', k)}
                                                  for k in ['all'] + list(args.kinds or EDIT_KINDS)},
                           'fit_s': float(np.mean([r['fit_s'] for r in recs]))})
-        lost = {}
+        lost = {'edits_with_images': sum(bool(r['images']) for r in recs)}
         for r in recs:  # what the fine-tuned model's failing images at the middle η lose
             for seed in s.seeds:
                 im = r['images'].get(('finetuned', mid, seed))
