@@ -116,8 +116,8 @@ def train_upscaler_unet(comps, latents, low_res, caption_emb, scene_captions, st
 
 # %% ../../nbs/world/05_upscaler.ipynb 15
 def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_steps:int=2500, vae_crop:int=64, steps:int=3000,
-                   batch:int=32, device:str='cpu', workers:int=1, progress:bool=True, details:bool=False) -> Path:
-    "Train the world's x4 upscaler from `seed` around the base model `base` (a folder or pipeline) and save it at `out` (float16). Rerun with the same `work` to resume. The networks train on `device` (same batches and noise on any device); `workers` processes render the pairs."
+                   batch:int=32, device:str='cpu', workers:int=1, progress:bool=True, details:bool=False, vae_only:bool=False) -> Path:
+    "Train the world's x4 upscaler from `seed` around the base model `base` (a folder or pipeline) and save it at `out` (float16). Rerun with the same `work` to resume. The networks train on `device` (same batches and noise on any device); `workers` processes render the pairs. `vae_only`: render the pairs and train the VAE, then stop (neither depends on the base model, so they can run while the base still trains; a rerun without it goes on from there)."
     from diffusers import StableDiffusionUpscalePipeline
     from imagic.core import load_pipeline
     base = load_pipeline(base, device='cpu') if not hasattr(base, 'unet') else base
@@ -144,6 +144,8 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
     vae_losses = train_vae(vae, hi, steps=vae_steps, crop=vae_crop, full_steps=0, seed=seed, work=work, logf=logf, progress=progress,
                            align=f, detail_weight=10.0, detail_scale=f)
     lat = encode_cached(vae, hi, work / f'latents-{tag}.pt', chunk=100)
+    if vae_only:
+        _log(f'VAE done after {time.time() - t0:.0f} s (--vae-only: the UNet waits for the base model)', logf); return work
     scale = float(1 / lat.std())
     # the pipeline decodes with PIPELINE_SCALING whatever the config says: make the VAE's latents 1/(std × PIPELINE_SCALING)
     # times larger instead, so that latents × PIPELINE_SCALING = lat × scale, which has unit variance
@@ -176,8 +178,9 @@ def main(argv=None):
     ap.add_argument('--device', default='cpu', help="where the networks train, e.g. 'cuda'")
     ap.add_argument('--workers', type=int, default=1, help='processes that render the training pairs')
     ap.add_argument('--details', action='store_true', help='the world with marks on the bird and pebbles on the ground')
+    ap.add_argument('--vae-only', action='store_true', help='render the pairs and train the VAE only (they do not depend on the base)')
     args = ap.parse_args(argv)
     train_upscaler(args.out, args.base, work=args.work, seed=args.seed, n_images=args.images, vae_steps=args.vae_steps, steps=args.steps,
-                   device=args.device, workers=args.workers, details=args.details)
+                   device=args.device, workers=args.workers, details=args.details, vae_only=args.vae_only)
 
 if __name__ == '__main__' and '__file__' in globals(): main()
