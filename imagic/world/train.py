@@ -4,8 +4,8 @@
 
 # %% auto 0
 __all__ = ['TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED', 'DETAIL_SEED', 'MODEL_RES', 'WORK_DIR', 'make_dataset', 'components',
-           'save_checkpoint', 'load_checkpoint', 'train_vae', 'train_denoiser', 'encode_cached', 'save_model',
-           'train_model', 'main']
+           'save_checkpoint', 'spent', 'stage_seconds', 'load_checkpoint', 'train_vae', 'train_denoiser',
+           'encode_cached', 'save_model', 'train_model', 'main']
 
 # %% ../../nbs/world/02_train.ipynb 3
 import json
@@ -88,6 +88,16 @@ def save_checkpoint(work, name:str, modules:dict, opt, info:dict):
     tmp = work / f'.{name}-opt.pt.tmp'; torch.save(opt.state_dict(), tmp); os.replace(tmp, work / f'{name}-opt.pt')
     tmp = work / f'.{name}.json.tmp'; tmp.write_text(json.dumps(info)); os.replace(tmp, work / f'{name}.json')  # last: marks the set complete
 
+def spent(info, begun:float) -> float:
+    "Seconds a stage has trained: those stored in its checkpoint's `info` (None: a fresh start) plus this run's since `begun`. Time after a run's last checkpoint is lost with its steps and not counted."
+    return (info or {}).get('seconds', 0.0) + time.time() - begun
+
+def stage_seconds(work, name:str):
+    "The seconds of training kept in `work`'s checkpoint `name` across every resumed run (None: no checkpoint, or one from before they were counted)."
+    f = Path(work) / f'{name}.json'
+    info = json.loads(f.read_text()) if f.exists() else {}
+    return round(info['seconds'], 1) if 'seconds' in info else None
+
 def load_checkpoint(work, name:str, modules:dict, opt):
     "Restore what `save_checkpoint` wrote; returns its info dict, or None when there is no checkpoint."
     from safetensors.torch import load_file
@@ -116,7 +126,7 @@ def train_vae(vae, images, steps:int=2000, batch:int=32, crop:int=32, full_steps
     start, losses = (info['step'], info['losses']) if info else (0, [])
     if info: _log(f'VAE resumed at step {start}', logf)
     total, H = steps + full_steps, images.shape[-1]
-    vae.train(); last = time.time()
+    vae.train(); last = begun = time.time()
     for step in tqdm(range(start, total), desc='VAE', mininterval=10, initial=start, total=total, disable=not progress):
         g = torch.Generator().manual_seed(seed * 1_000_003 + step)
         full = step >= steps
@@ -136,7 +146,7 @@ def train_vae(vae, images, steps:int=2000, batch:int=32, crop:int=32, full_steps
         losses.append(loss.item())
         if step % 250 == 0 or step == total - 1: _log(f'vae step {step} loss {np.mean(losses[-50:]):.5f}', logf)
         if work and (time.time() - last > ckpt_minutes * 60 or step == total - 1):
-            save_checkpoint(work, 'vae', {'vae': vae}, opt, {'step': step + 1, 'losses': losses}); last = time.time()
+            save_checkpoint(work, 'vae', {'vae': vae}, opt, {'step': step + 1, 'losses': losses, 'seconds': spent(info, begun)}); last = time.time()
     vae.eval()
     return losses
 
@@ -161,7 +171,7 @@ def train_denoiser(comps, latents, caption_ids, scene_captions, steps:int=5000, 
     unet.train(); te.train()
     T = sched.config.num_train_timesteps
     empty = len(caption_ids) - 1  # the last row is the empty caption
-    last = time.time()
+    last = begun = time.time()
     for step in tqdm(range(start, steps), desc='denoiser', mininterval=10, initial=start, total=steps, disable=not progress):
         g = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 1)
         idx = torch.randint(0, len(latents), (batch,), generator=g)
@@ -181,7 +191,7 @@ def train_denoiser(comps, latents, caption_ids, scene_captions, steps:int=5000, 
         losses.append(loss.item())
         if step % 100 == 0 or step == steps - 1: _log(f'denoiser step {step} loss {np.mean(losses[-100:]):.4f}', logf)
         if work and (time.time() - last > ckpt_minutes * 60 or step == steps - 1):
-            save_checkpoint(work, 'denoiser', mods, opt, {'step': step + 1, 'losses': losses}); last = time.time()
+            save_checkpoint(work, 'denoiser', mods, opt, {'step': step + 1, 'losses': losses, 'seconds': spent(info, begun)}); last = time.time()
     comps['unet'], comps['text_encoder'] = ema_u.eval(), ema_t.eval()
     return losses
 
@@ -235,7 +245,9 @@ def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=20
     losses = train_denoiser(comps, lat * scale, caption_ids, scene_captions, steps=steps, batch=batch, lr=lr, seed=seed,
                             work=work, logf=logf, progress=progress)
     info = dict(seed=seed, details=details, vae_detail_weight=vae_detail_weight, n_images=n_images, vae_steps=vae_steps, vae_full_steps=vae_full_steps, steps=steps, batch=batch, lr=lr,
-                scaling_factor=scale, seconds_to_vae=round(t1 - t0), denoiser_seconds=round(time.time() - t1))
+                scaling_factor=scale, seconds_to_vae=round(t1 - t0), denoiser_seconds=round(time.time() - t1),
+                # the training time kept in the checkpoints, summed over every resumed run (the two above: this run's)
+                vae_seconds_total=stage_seconds(work, 'vae'), denoiser_seconds_total=stage_seconds(work, 'denoiser'))
     save_model(StableDiffusionPipeline, comps, out, info, {'vae_losses': vae_losses, 'denoiser_losses': losses})
     _log(f'saved to {out} after {time.time() - t0:.0f} s', logf)
     return out

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .scene import all_captions
 from .train import (HELDOUT_SEED, MODEL_RES, TRAIN_SEED, WORK_DIR, _ema_update, _log, _lr, encode_cached, load_checkpoint,
-                                make_dataset, save_checkpoint, save_model, train_vae)
+                                make_dataset, save_checkpoint, save_model, spent, stage_seconds, train_vae)
 
 # %% ../../nbs/world/05_upscaler.ipynb 5
 UPSCALER_RES = 4 * MODEL_RES   # 256 px
@@ -87,7 +87,7 @@ def train_upscaler_unet(comps, latents, low_res, caption_emb, scene_captions, st
     unet.train()
     T, h = sched.config.num_train_timesteps, latents.shape[-1]
     empty, low_ab = len(caption_emb) - 1, low_sched.alphas_cumprod
-    last = time.time()
+    last = begun = time.time()
     for step in tqdm(range(start, steps), desc='upscaler', mininterval=10, initial=start, total=steps, disable=not progress):
         g = torch.Generator().manual_seed(seed * 1_000_003 + 7919 * step + 5)
         idx = torch.randint(0, len(latents), (batch,), generator=g)
@@ -110,7 +110,7 @@ def train_upscaler_unet(comps, latents, low_res, caption_emb, scene_captions, st
         losses.append(loss.item())
         if step % 100 == 0 or step == steps - 1: _log(f'upscaler step {step} loss {np.mean(losses[-100:]):.4f}', logf)
         if work and (time.time() - last > ckpt_minutes * 60 or step == steps - 1):
-            save_checkpoint(work, 'upscaler', {'unet': unet, 'ema': ema}, opt, {'step': step + 1, 'losses': losses}); last = time.time()
+            save_checkpoint(work, 'upscaler', {'unet': unet, 'ema': ema}, opt, {'step': step + 1, 'losses': losses, 'seconds': spent(info, begun)}); last = time.time()
     comps['unet'] = ema.eval()
     return losses
 
@@ -158,7 +158,8 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
     losses = train_upscaler_unet(comps, lat * scale, lo.float() / 127.5 - 1, caption_emb, scene_captions, steps=steps, batch=batch,
                                  seed=seed, work=work, logf=logf, progress=progress)
     info = dict(seed=seed, details=details, n_images=n_images, vae_steps=vae_steps, vae_crop=vae_crop, steps=steps, batch=batch, latent_scale=scale,
-                scaling_factor=PIPELINE_SCALING, device=str(device), seconds_to_vae=round(t1 - t0), unet_seconds=round(time.time() - t1))
+                scaling_factor=PIPELINE_SCALING, device=str(device), seconds_to_vae=round(t1 - t0), unet_seconds=round(time.time() - t1),
+                vae_seconds_total=stage_seconds(work, 'vae'), unet_seconds_total=stage_seconds(work, 'upscaler'))  # over every resumed run
     save_model(StableDiffusionUpscalePipeline, comps, out, info, {'vae_losses': vae_losses, 'unet_losses': losses})
     _log(f'saved to {out} after {time.time() - t0:.0f} s', logf)
     return out
