@@ -169,12 +169,13 @@ def read_marks(img:np.ndarray, geom:dict, main_rgb) -> tuple:
     mark = body & np.isin(near, list(MARK_COLOURS))
     return tuple(_pieces(mark, np.sqrt(((img - main_rgb) ** 2).sum(-1)), 2, MARK_COLOURS, img))
 
-def details_match(expected, found, tol:float=DETAIL_TOL) -> bool:
-    "Whether `found` ((x, y, colour), ...) is `expected`: as many, each expected one matched within `tol` by one of its colour."
+def details_match(expected, found, tol:float=DETAIL_TOL, colours:bool=True) -> bool:
+    "Whether `found` ((x, y, colour), ...) is `expected`: as many, each expected one matched within `tol` by one (of its colour, unless `colours=False`)."
     if len(expected) != len(found): return False
     left = list(found)
     for x, y, col in sorted(expected, key=lambda e: e[:2]):
-        near = [(math.hypot(x - a, y - b), j) for j, (a, b, c) in enumerate(left) if c == col and math.hypot(x - a, y - b) <= tol]
+        near = [(math.hypot(x - a, y - b), j) for j, (a, b, c) in enumerate(left)
+                if (c == col or not colours) and math.hypot(x - a, y - b) <= tol]
         if not near: return False
         left.pop(min(near)[1])
     return True

@@ -39,7 +39,7 @@ CLUTTER_COLOURS = {'grey': (120, 120, 120), 'brown': (150, 95, 45), 'teal': (25,
 MARK_COUNT, MARK_RADIUS, MARK_SPACING = 2, 2.0 / 64, 6 / 64          # units of the side: 2 px at 64 px; apart by 1.5 latent pixels
 MARK_REGION = ((-0.36, -0.02), (-0.02, 0.20))                         # (u, v) in body widths, u towards the beak
 CLUTTER_COUNT, CLUTTER_RADIUS, CLUTTER_SPACING, CLUTTER_GAP = 3, 2.0 / 64, 6 / 64, 3 / 64
-DETAIL_TOL = 2 / 64                                                   # kept: found within 2 px (at 64 px), in its colour
+DETAIL_TOL = 2 / 64                                                   # kept: found within 2 px (at 64 px); its colour is not judged
 
 NAMED_FIELDS = ('pose', 'colour', 'background', 'accessory')
 UNNAMED_FIELDS = ('cx', 'cy', 'size', 'facing', 'patch', 'texture', 'marks', 'clutter')
