@@ -162,8 +162,9 @@ def _resolved_knobs(pipe, method:str, given:dict) -> dict:
     return k
 
 def _record_key(model, i, edit, method, seeds, knobs) -> str:
-    "What a stored record must match to be reused: the model's weights (a pipeline or its fingerprint), the edit (index and texts), the method, the seeds and the resolved knobs."
-    return results_key([i, edit.source_text, edit.text, method, list(seeds), knobs], model)
+    "What a stored record must match to be reused: the model's weights (a pipeline or its fingerprint), the edit (index and texts; its details and the judge's rule for them where it has any), the method, the seeds and the resolved knobs."
+    from imagic.world.edits import detail_key
+    return results_key([i, edit.source_text, edit.text, method, list(seeds), knobs] + detail_key(edit), model)
 
 def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'), seeds=(0, 1, 2, 3), knobs=None,
             records=None, keep_images:bool=False, clip_model=DEFAULT_CLIP, stored_only:bool=False, progress:bool=True) -> list:
