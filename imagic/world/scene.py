@@ -6,10 +6,10 @@
 __all__ = ['POSES', 'COLOURS', 'BACKGROUNDS', 'ACCESSORIES', 'FACINGS', 'PATCHES', 'TEXTURES', 'HAT_RGB', 'BEAK_RGB',
            'SIZE_RANGE', 'MARGIN', 'TEXTURE_PERIOD', 'TEXTURE_CELLS', 'TEXTURE_AMP', 'MARK_COLOURS', 'CLUTTER_COLOURS',
            'MARK_COUNT', 'MARK_RADIUS', 'MARK_SPACING', 'MARK_REGION', 'CLUTTER_COUNT', 'CLUTTER_RADIUS',
-           'CLUTTER_SPACING', 'CLUTTER_GAP', 'DETAIL_TOL', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'REACH', 'Scene',
-           'caption', 'all_captions', 'parse_caption', 'parts', 'extent', 'position_range', 'random_scene',
-           'mark_points', 'bird_box', 'mark_fits', 'pebble_fits', 'random_marks', 'random_clutter', 'texture_field',
-           'label_map', 'render']
+           'CLUTTER_SPACING', 'CLUTTER_GAP', 'DETAIL_TOL', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'PECKING_HEADS', 'REACH',
+           'Scene', 'caption', 'all_captions', 'parse_caption', 'has_details', 'parts', 'extent', 'position_range',
+           'random_scene', 'mark_points', 'bird_box', 'mark_fits', 'pebble_fits', 'random_marks', 'random_clutter',
+           'texture_field', 'label_map', 'render']
 
 # %% ../../nbs/world/00_scene.ipynb 3
 import math
@@ -98,10 +98,20 @@ def parse_caption(text:str) -> dict:
     return named[text]
 
 # %% ../../nbs/world/00_scene.ipynb 11
+# where the pecking head sits (body widths in front of / below the centre) and where its beak points
+PECKING_HEADS = {False: ((.62, .16), (.5, .866)),    # the plain world: the head low in front (the bundled model's drawing)
+                 True: ((.56, -.06), (.287, .958))}  # the detailed world: lowered to the body's height, beak down
+
+def has_details(scene:Scene) -> bool:
+    "Whether `scene` belongs to the detailed world (it has marks or clutter): that world draws pecking as `PECKING_HEADS[True]`."
+    return bool(scene.marks or scene.clutter)
+
 def _head(scene):
     "Centre and radius of the head, and the direction the beak points."
     f, W = (1 if scene.facing == 'right' else -1), scene.size
-    if scene.pose == 'pecking': return (scene.cx + f * .62 * W, scene.cy + .16 * W), .2 * W, (f * .5, .866)
+    if scene.pose == 'pecking':
+        (u, v), (dx, dy) = PECKING_HEADS[has_details(scene)]
+        return (scene.cx + f * u * W, scene.cy + v * W), .2 * W, (f * dx, dy)
     return (scene.cx + f * .40 * W, scene.cy - .36 * W), .2 * W, (f, 0.)
 
 def parts(scene:Scene) -> list:
