@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from .scene import (ACCESSORIES, BACKGROUNDS, CLUTTER_COLOURS, COLOURS, FACINGS, MARK_COLOURS, NAMED_FIELDS,
-                                PATCHES, POSES, TEXTURES, UNNAMED_FIELDS, Scene, all_captions, mark_fits, mark_points,
+                                PATCHES, POSES, TEXTURES, UNNAMED_FIELDS, Scene, all_captions, has_details, mark_fits, mark_points,
                                 parse_caption, pebble_fits, position_range, random_scene, render)
 from ..core import append_jsonl, read_jsonl
 from ..state import model_fingerprint, results_key
@@ -72,7 +72,7 @@ def kept_fields(edit:Edit, p) -> dict:
     out.update(facing=p.facing == s.facing, patch=p.patch == s.patch,
                position=p.size > 0 and math.hypot(p.cx - s.cx, p.cy - s.cy) <= POSITION_TOL,
                size=p.size > 0 and abs(p.size / s.size - 1) <= SIZE_TOL)
-    if s.marks or s.clutter:  # a world with details: every mark and pebble in its place, nothing added or gone; colours
+    if has_details(s):  # a world with details: every mark and pebble in its place, nothing added or gone; colours
         # are drawn but not judged: the small model recolours a 2-px detail even where it keeps everything else (see `DETAIL_TOL`)
         out.update(marks=details_match(mark_points(s), p.marks, colours=False),
                    clutter=details_match(s.clutter, p.clutter, colours=False))
@@ -216,7 +216,7 @@ DETAIL_RULE = 'details kept: each within DETAIL_TOL of its place, as many, colou
 def detail_key(edit:Edit) -> list:
     "What a stored verdict on `edit` depends on when its scenes have marks or pebbles: the details and the judge's rule for them (`DETAIL_RULE`), so that verdicts made under another rule, or on the same captions without details, are never reused; [] for a scene without details, so keys made before they existed still match."
     s = edit.source
-    return [dict(marks=s.marks, clutter=s.clutter), DETAIL_RULE] if (s.marks or s.clutter) else []
+    return [dict(marks=s.marks, clutter=s.clutter), DETAIL_RULE] if has_details(s) else []
 
 def _record_key(pipe, edit:Edit, settings, etas, seeds, ablation:bool, upscaler=None) -> str:
     "What makes a stored record reusable: the edit, every setting, the η and seeds sampled, whether the ablation ran, and the weights of the model and of the cascade's upscaler (their fingerprints: not where they were loaded from, a folder that moves with the checkout)."

@@ -280,7 +280,7 @@ def render(scene:Scene, res:int=64, ss:int=None) -> np.ndarray:
     palette = np.array([BACKGROUNDS[scene.background], main, BEAK_RGB, main if patch is None else patch, HAT_RGB], float)
     img = palette[lab]
     img += ((lab == 1) * texture_field(scene.texture, n, lab == 1) * TEXTURE_AMP)[..., None]
-    if scene.marks or scene.clutter:  # discs painted over the plumage (marks) and the ground (clutter) only
+    if has_details(scene):  # discs painted over the plumage (marks) and the ground (clutter) only
         g = (np.arange(n) + .5) / n; xx, yy = np.meshgrid(g, g)
         for (x, y, col), on, rad, pal in [(p, lab == 1, MARK_RADIUS, MARK_COLOURS) for p in mark_points(scene)] + \
                                          [(p, lab == 0, CLUTTER_RADIUS, CLUTTER_COLOURS) for p in scene.clutter]:
