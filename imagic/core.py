@@ -343,8 +343,14 @@ def _to_rgb(img:Image.Image) -> Image.Image:
     return img.convert('RGB')
 
 def open_image(src) -> Image.Image:
-    "Open `src` (path or PIL image) as an upright 8-bit RGB PIL image, with clear errors for bad input."
+    "Open `src` (path, PIL image, or an 8-bit H×W / H×W×{1,3,4} numpy array such as `imagic.world.render`'s) as an upright 8-bit RGB PIL image, with clear errors for bad input."
     if isinstance(src, Image.Image): img = src
+    elif isinstance(src, np.ndarray):
+        if src.dtype != np.uint8 or not (src.ndim == 2 or (src.ndim == 3 and src.shape[2] in (1, 3, 4))):
+            raise ValueError(f"an image array must be uint8 of shape H×W or H×W×1/3/4, got {src.dtype} of shape {src.shape}")
+        img = Image.fromarray(src[..., 0] if src.ndim == 3 and src.shape[2] == 1 else src)
+    elif not isinstance(src, (str, os.PathLike)):
+        raise TypeError(f"an image is a file path, a PIL image or a uint8 numpy array, not {type(src).__name__}")
     else:
         path = Path(src)
         if not path.exists(): raise FileNotFoundError(f"no such image file: {path}")
@@ -383,7 +389,7 @@ def pad_square(img:Image.Image) -> Image.Image:
 FITS = ('crop', 'pad')
 
 def load_image(
-    src,       # a path or a PIL image
+    src,       # a path, a PIL image or a uint8 numpy array (see `open_image`)
     size:int,  # output side in pixels, usually `image_size(pipe)`
     fit:str='crop', # non-square inputs: 'crop' the centred square, or 'pad' the whole image to a square (see `pad_square`)
 )->torch.Tensor: # float RGB (3, size, size) in [0, 1]
