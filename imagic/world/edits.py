@@ -89,7 +89,7 @@ def judge(edit:Edit, image) -> dict:
 
 # %% ../../nbs/world/03_edits.ipynb 12
 def _fits(s:Scene) -> bool:
-    (x0, x1), (y0, y1) = position_range(s.size, s.facing)
+    (x0, x1), (y0, y1) = position_range(s.size, s.facing, has_details(s))
     return x0 - 1e-9 <= s.cx <= x1 + 1e-9 and y0 - 1e-9 <= s.cy <= y1 + 1e-9
 
 def _move_detail(scene:Scene, field:str, rng) -> Scene:

@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from .scene import (ACCESSORIES, BACKGROUNDS, BEAK_RGB, CLUTTER_COLOURS, COLOURS, DETAIL_TOL, FACINGS, HAT_RGB,
-                                MARK_COLOURS, PATCHES, POSES, TEXTURE_AMP, TEXTURE_CELLS, TEXTURES, Scene, label_map,
+                                MARK_COLOURS, PATCHES, POSE_DRAWINGS, POSES, TEXTURE_AMP, TEXTURE_CELLS, TEXTURES, Scene, label_map,
                                 mark_points, parts, random_scene, render, texture_field)
 
 # %% ../../nbs/world/01_probe.ipynb 6
@@ -64,8 +64,8 @@ def _shape(pose, accessory, cx, cy, size, facing, detailed=False, patch='none'):
     "A plain red bird of this shape; `detailed`: drawn as in the detailed world (a token pebble off the frame marks it so)."
     return Scene(pose, 'red', 'white', accessory, cx, cy, size, facing, patch, 'plain', clutter=((-1., -1., 'grey'),) if detailed else ())
 
-# the shapes a silhouette is fitted to: every pose, and pecking as either world draws it
-SHAPES = [(p, d) for p in POSES for d in ((False, True) if p == 'pecking' else (False,))]
+# the shapes a silhouette is fitted to: every pose as either world draws it
+SHAPES = [(p, d) for p in POSES for d in (False, True) if not d or POSE_DRAWINGS[True][p] != POSE_DRAWINGS[False][p]]
 
 @lru_cache(maxsize=None)
 def _template(pose, facing, accessory, detailed=False, n=512):

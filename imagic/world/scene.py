@@ -6,7 +6,7 @@
 __all__ = ['POSES', 'COLOURS', 'BACKGROUNDS', 'ACCESSORIES', 'FACINGS', 'PATCHES', 'TEXTURES', 'HAT_RGB', 'BEAK_RGB',
            'SIZE_RANGE', 'MARGIN', 'TEXTURE_PERIOD', 'TEXTURE_CELLS', 'TEXTURE_AMP', 'MARK_COLOURS', 'CLUTTER_COLOURS',
            'MARK_COUNT', 'MARK_RADIUS', 'MARK_SPACING', 'MARK_REGION', 'CLUTTER_COUNT', 'CLUTTER_RADIUS',
-           'CLUTTER_SPACING', 'CLUTTER_GAP', 'DETAIL_TOL', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'PECKING_HEADS', 'REACH',
+           'CLUTTER_SPACING', 'CLUTTER_GAP', 'DETAIL_TOL', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'POSE_DRAWINGS', 'REACH',
            'Scene', 'caption', 'all_captions', 'parse_caption', 'has_details', 'parts', 'extent', 'position_range',
            'random_scene', 'mark_points', 'bird_box', 'mark_fits', 'pebble_fits', 'random_marks', 'random_clutter',
            'texture_field', 'label_map', 'render']
@@ -98,35 +98,38 @@ def parse_caption(text:str) -> dict:
     return named[text]
 
 # %% ../../nbs/world/00_scene.ipynb 11
-# where the pecking head sits (body widths in front of / below the centre) and where its beak points
-PECKING_HEADS = {False: ((.62, .16), (.5, .866)),    # the plain world: the head low in front (the bundled model's drawing)
-                 True: ((.56, -.06), (.287, .958))}  # the detailed world: lowered to the body's height, beak down
+# how each world draws the poses, in body widths from the body's centre (u towards the beak, v down): where the head
+# sits and where its beak points, and polygons drawn in the main colour 'before' the body (behind it) or 'after' it
+_UPRIGHT = ((.40, -.36), (1., 0.))
+POSE_DRAWINGS = {
+    False: {  # the plain world: the bundled model's drawing
+        'standing': dict(head=_UPRIGHT),
+        'wings': dict(head=_UPRIGHT, after=[[(-.32, -.16), (.02, -.24), (-.56, -.92)], [(-.06, -.24), (.24, -.2), (.08, -.96)]]),
+        'pecking': dict(head=((.62, .16), (.5, .866)))},           # the head low in front
+    True: {   # the detailed world: poses that move mass
+        'standing': dict(head=_UPRIGHT),
+        'wings': dict(head=_UPRIGHT, after=[[(-.40, -.08), (-.04, -.26), (-.26, -.98), (-.60, -.94), (-.80, -.60)],   # far wing
+                                            [(-.18, -.24), (.16, -.26), (.08, -.86), (-.14, -.94)]]),               # near wing
+        'pecking': dict(head=((.56, -.06), (.287, .958)),           # head down at the body's height, beak down
+                        before=[[(-.34, -.20), (-.44, .06), (-.96, -.46), (-.84, -.68)]])}}  # the tail raised behind
 
 def has_details(scene:Scene) -> bool:
-    "Whether `scene` belongs to the detailed world (it has marks or clutter): that world draws pecking as `PECKING_HEADS[True]`."
+    "Whether `scene` belongs to the detailed world (it has marks or clutter): that world draws its poses as `POSE_DRAWINGS[True]`."
     return bool(scene.marks or scene.clutter)
 
-def _head(scene):
-    "Centre and radius of the head, and the direction the beak points."
-    f, W = (1 if scene.facing == 'right' else -1), scene.size
-    if scene.pose == 'pecking':
-        (u, v), (dx, dy) = PECKING_HEADS[has_details(scene)]
-        return (scene.cx + f * u * W, scene.cy + v * W), .2 * W, (f * dx, dy)
-    return (scene.cx + f * .40 * W, scene.cy - .36 * W), .2 * W, (f, 0.)
-
-def parts(scene:Scene) -> list:
-    "The bird's parts in drawing order: (role, kind, geometry); roles 'main', 'beak', 'patch', 'hat'; kinds 'ellipse' (cx, cy, rx, ry) and 'poly' (points)."
+def parts(scene:Scene, detailed:bool=None) -> list:
+    "The bird's parts in drawing order: (role, kind, geometry); roles 'main', 'beak', 'patch', 'hat'; kinds 'ellipse' (cx, cy, rx, ry) and 'poly' (points). `detailed`: which world's drawing (default: `has_details(scene)`)."
     f, W, x, y = (1 if scene.facing == 'right' else -1), scene.size, scene.cx, scene.cy
     X = lambda dx: x + f * dx * W  # a point `dx` body widths in front of the centre
     Y = lambda dy: y + dy * W
+    pose = POSE_DRAWINGS[has_details(scene) if detailed is None else detailed][scene.pose]
+    polys = lambda side: [('main', 'poly', [(X(u), Y(v)) for u, v in pts]) for pts in pose.get(side, [])]
     out = [('beak', 'poly', [(X(-.17), Y(.2)), (X(-.10), Y(.2)), (X(-.10), Y(.56)), (X(-.17), Y(.56))]),  # legs
            ('beak', 'poly', [(X(.10), Y(.2)), (X(.17), Y(.2)), (X(.17), Y(.56)), (X(.10), Y(.56))]),
-           ('main', 'poly', [(X(-.38), Y(-.06)), (X(-.38), Y(.12)), (X(-.72), Y(-.24))]),                  # tail
-           ('main', 'ellipse', (x, y, .5 * W, .32 * W))]                                                   # body
-    if scene.pose == 'wings':
-        out += [('main', 'poly', [(X(-.32), Y(-.16)), (X(.02), Y(-.24)), (X(-.56), Y(-.92))]),
-                ('main', 'poly', [(X(-.06), Y(-.24)), (X(.24), Y(-.2)), (X(.08), Y(-.96))])]
-    (hx, hy), r, (dx, dy) = _head(scene)
+           ('main', 'poly', [(X(-.38), Y(-.06)), (X(-.38), Y(.12)), (X(-.72), Y(-.24))])]                 # tail
+    out += polys('before') + [('main', 'ellipse', (x, y, .5 * W, .32 * W))] + polys('after')              # body
+    (u, v), (dx, dy) = pose['head']
+    (hx, hy), r, dx = (X(u), Y(v)), .2 * W, f * dx
     px, py = -dy, dx  # perpendicular to the beak
     out += [('main', 'ellipse', (hx, hy, r, r)),
             ('beak', 'poly', [(hx + dx * .6 * r + px * .08 * W, hy + dy * .6 * r + py * .08 * W),
@@ -139,38 +142,39 @@ def parts(scene:Scene) -> list:
                 ('hat', 'poly', [(hx - .11 * W, top - .05 * W), (hx + .11 * W, top - .05 * W), (hx + .11 * W, top - .27 * W), (hx - .11 * W, top - .27 * W)])]
     return out
 
-def extent(scene:Scene) -> tuple:
-    "(left, top, right, bottom) of every point of every part, in units of the side."
+def extent(scene:Scene, detailed:bool=None) -> tuple:
+    "(left, top, right, bottom) of every point of every part, in units of the side (`detailed` as in `parts`)."
     pts = []
-    for _, kind, g in parts(scene):
+    for _, kind, g in parts(scene, detailed):
         if kind == 'ellipse': cx, cy, rx, ry = g; pts += [(cx - rx, cy - ry), (cx + rx, cy + ry)]
         else: pts += list(g)
     xs, ys = zip(*pts)
     return min(xs), min(ys), max(xs), max(ys)
 
+
 # %% ../../nbs/world/00_scene.ipynb 13
-def _reach():
+def _reach(detailed:bool):
     "How far (in body widths) the parts reach from the body centre, over all poses with a hat, facing right: (back, up, front, down)."
-    ext = [extent(Scene(p, 'red', 'white', 'hat', 0., 0., .5, 'right', 'white', 'plain')) for p in POSES]
+    ext = [extent(Scene(p, 'red', 'white', 'hat', 0., 0., .5, 'right', 'white', 'plain'), detailed) for p in POSES]
     return (-min(e[0] for e in ext) / .5, -min(e[1] for e in ext) / .5, max(e[2] for e in ext) / .5, max(e[3] for e in ext) / .5)
 
-REACH = _reach()
+REACH = {d: _reach(d) for d in (False, True)}  # per world: `has_details`
 
-def position_range(size:float, facing:str) -> tuple:
-    "((cx_min, cx_max), (cy_min, cy_max)) that keep every pose of a bird of this size and facing inside the frame."
-    back, up, front, down = (r * size for r in REACH)
+def position_range(size:float, facing:str, details:bool=False) -> tuple:
+    "((cx_min, cx_max), (cy_min, cy_max)) that keep every pose of a bird of this size and facing inside the frame (`details`: as the detailed world draws them)."
+    back, up, front, down = (r * size for r in REACH[details])
     lo, hi = (MARGIN + back, 1 - MARGIN - front) if facing == 'right' else (MARGIN + front, 1 - MARGIN - back)
     return (lo, hi), (MARGIN + up, 1 - MARGIN - down)
 
 def random_scene(rng:np.random.Generator, details:bool=False, **fixed) -> Scene:
-    "A random scene from `rng`; fix any field by name (`random_scene(rng, pose='wings')`); `details`: with marks and clutter (drawn last, so the other fields are those of the same stream without them)."
+    "A random scene from `rng`; fix any field by name (`random_scene(rng, pose='wings')`); `details`: the detailed world, with marks and clutter (drawn last: the other fields are those of the same stream without them, the body placed inside that world's bounds)."
     unknown = set(fixed) - {f.name for f in fields(Scene)}
     if unknown: raise ValueError(f"unknown scene field(s): {', '.join(sorted(unknown))}")
     pick = lambda options: options[rng.integers(len(options))]
     v = {k: pick(opts) for k, opts in _CHOICES.items()}  # every draw happens, fixed or not, so streams stay aligned
     v['size'] = rng.uniform(*SIZE_RANGE)
     v.update({k: fixed[k] for k in ('size', 'facing') if k in fixed})
-    (x0, x1), (y0, y1) = position_range(v['size'], v['facing'])
+    (x0, x1), (y0, y1) = position_range(v['size'], v['facing'], details)
     v['cx'], v['cy'] = rng.uniform(x0, x1), rng.uniform(y0, y1)
     v.update({k: val for k, val in fixed.items() if k not in ('marks', 'clutter')})
     scene = Scene(**v)
@@ -186,8 +190,8 @@ def mark_points(scene:Scene) -> list:
     return [(scene.cx + f * u * W, scene.cy + v * W, col) for u, v, col in scene.marks]
 
 def bird_box(scene:Scene, pad:float=0.) -> tuple:
-    "(left, top, right, bottom) of everywhere the bird reaches in any pose, with a hat, grown by `pad`."
-    boxes = [extent(replace(scene, pose=p, accessory='hat')) for p in POSES]
+    "(left, top, right, bottom) of everywhere the bird reaches in any pose of the detailed world (where pebbles are), with a hat, grown by `pad`."
+    boxes = [extent(replace(scene, pose=p, accessory='hat'), detailed=True) for p in POSES]
     return (min(b[0] for b in boxes) - pad, min(b[1] for b in boxes) - pad, max(b[2] for b in boxes) + pad, max(b[3] for b in boxes) + pad)
 
 def mark_fits(scene:Scene, u:float, v:float) -> bool:

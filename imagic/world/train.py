@@ -8,6 +8,7 @@ __all__ = ['TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED', 'DETAIL_SEED', 'MODE
            'encode_cached', 'save_model', 'train_model', 'main']
 
 # %% ../../nbs/world/02_train.ipynb 3
+import hashlib
 import json
 import math
 import time
@@ -221,7 +222,9 @@ def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=20
     work.mkdir(parents=True, exist_ok=True); logf = work / 'train.log'
     t0 = time.time()
     comps = components(seed)
-    tag = f'{seed}-{n_images}' + ('-details' if details else '')
+    # the cached renders are named by the drawing too (a hash of the stream's first renders): a redrawn world renders afresh
+    first = make_dataset(8, MODEL_RES, seed=TRAIN_SEED + seed, details=details)[0]
+    tag = f'{seed}-{n_images}' + ('-details' if details else '') + '-' + hashlib.sha256(first.numpy().tobytes()).hexdigest()[:8]
     data = work / f'data-{tag}.pt'
     if data.exists(): images, scene_captions = torch.load(data, weights_only=True).values()
     else:
