@@ -4,7 +4,7 @@
 
 # %% auto 0
 __all__ = ['TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED', 'DETAIL_SEED', 'MODEL_RES', 'WORK_DIR', 'make_dataset', 'components',
-           'save_checkpoint', 'spent', 'stage_seconds', 'load_checkpoint', 'train_vae', 'train_denoiser',
+           'save_checkpoint', 'spent', 'stage_seconds', 'load_checkpoint', 'train_vae', 'train_denoiser', 'data_tag',
            'encode_cached', 'save_model', 'train_model', 'main']
 
 # %% ../../nbs/world/02_train.ipynb 3
@@ -197,6 +197,11 @@ def train_denoiser(comps, latents, caption_ids, scene_captions, steps:int=5000, 
     return losses
 
 # %% ../../nbs/world/02_train.ipynb 18
+def data_tag(seed:int, n_images:int, details:bool, stream:int) -> str:
+    "The name of a run's cached renders: seed, count, world, and a hash of the first renders of `stream`, so that a redrawn world renders afresh instead of reusing old pictures."
+    first = make_dataset(8, MODEL_RES, seed=stream, details=details)[0]
+    return f'{seed}-{n_images}' + ('-details' if details else '') + '-' + hashlib.sha256(first.numpy().tobytes()).hexdigest()[:8]
+
 def encode_cached(vae, images:torch.Tensor, cached:Path, chunk:int=500) -> torch.Tensor:
     "Latent means of uint8 `images` (n, 3, H, W) under `vae`, kept in the file `cached` and reused while it is newer than the VAE's checkpoint beside it."
     ckpt = cached.parent / 'vae.json'
@@ -222,9 +227,7 @@ def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=20
     work.mkdir(parents=True, exist_ok=True); logf = work / 'train.log'
     t0 = time.time()
     comps = components(seed)
-    # the cached renders are named by the drawing too (a hash of the stream's first renders): a redrawn world renders afresh
-    first = make_dataset(8, MODEL_RES, seed=TRAIN_SEED + seed, details=details)[0]
-    tag = f'{seed}-{n_images}' + ('-details' if details else '') + '-' + hashlib.sha256(first.numpy().tobytes()).hexdigest()[:8]
+    tag = data_tag(seed, n_images, details, TRAIN_SEED + seed)
     data = work / f'data-{tag}.pt'
     if data.exists(): images, scene_captions = torch.load(data, weights_only=True).values()
     else:

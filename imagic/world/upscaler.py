@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .scene import all_captions
 from .train import (HELDOUT_SEED, MODEL_RES, TRAIN_SEED, WORK_DIR, _ema_update, _log, _lr, encode_cached, load_checkpoint,
-                                make_dataset, save_checkpoint, save_model, spent, stage_seconds, train_vae)
+                                data_tag, make_dataset, save_checkpoint, save_model, spent, stage_seconds, train_vae)
 
 # %% ../../nbs/world/05_upscaler.ipynb 5
 UPSCALER_RES = 4 * MODEL_RES   # 256 px
@@ -126,7 +126,7 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
     t0 = time.time()
     te = torch.nn.Module.to(base.text_encoder, torch.float32)
     comps = upscaler_components(te, base.tokenizer, seed)
-    tag = f'{seed}-{n_images}' + ('-details' if details else '')
+    tag = data_tag(seed, n_images, details, TRAIN_SEED + 11 + seed)
     data = work / f'pairs-{tag}.pt'
     if data.exists(): lo, hi, scene_captions = torch.load(data, weights_only=True).values()
     else:
