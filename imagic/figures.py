@@ -180,7 +180,8 @@ def tradeoff_curves(rows, chosen:dict=None, kind:str='all', title=None, save=Non
         ax.plot(x, y, '-o', color=col, ms=4, label=f"{METHOD_TITLES.get(m, m)} ({rs[0]['knob']})")
         for r, dx in ((rs[0], 6), (rs[-1], -6)) if len(rs) > 1 else ((rs[0], 6),):
             ax.annotate(f"{r['value']:g}", (100 * r['kept'], 100 * r['attr']), textcoords='offset points', xytext=(dx, -10),
-                        fontsize=7, color=col, ha='left' if dx > 0 else 'right')
+                        fontsize=7, color=col, ha='left' if dx > 0 else 'right', zorder=6,  # above a star on the same point
+                        bbox=dict(boxstyle='round,pad=0.1', fc='white', ec='none', alpha=0.7))
         if chosen and m in chosen:
             r = next((r for r in rs if abs(r['value'] - chosen[m]) < 1e-9), None)
             if r is None: raise ValueError(f"{m}'s chosen value {chosen[m]} is not among its swept values")
