@@ -10,6 +10,7 @@ import torch
 
 from ..core import UpscaleCondition
 from .base import DiffusionFamily
+from .sd import SD
 
 # %% ../../nbs/families/03_upscaler.ipynb 4
 class Upscaler(DiffusionFamily):
@@ -24,10 +25,8 @@ class Upscaler(DiffusionFamily):
         return (type(unet).__name__ == 'UNet2DConditionModel' and getattr(unet.config, 'num_class_embeds', None) is not None
                 and unet.config.in_channels > unet.config.out_channels)
 
-    def encode_text(self, pipe, texts:list, original_size=None):
-        from imagic.families.sd import SD
-        return SD.encode_text(self, pipe, texts)
-    def unconditional(self, pipe, like): return self.encode_text(pipe, [''])
+    # its text encoder is an SD 1.x/2.x one: the same prompt and empty-prompt encodings
+    encode_text, unconditional = SD.encode_text, SD.unconditional
 
     def unet_inputs(self, cond, dtype=None) -> dict:
         emb = cond.embeds.to(dtype) if dtype is not None else cond.embeds
