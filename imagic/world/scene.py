@@ -151,7 +151,6 @@ def extent(scene:Scene, detailed:bool=None) -> tuple:
     xs, ys = zip(*pts)
     return min(xs), min(ys), max(xs), max(ys)
 
-
 # %% ../../nbs/world/00_scene.ipynb 13
 def _reach(detailed:bool):
     "How far (in body widths) the parts reach from the body centre, over all poses with a hat, facing right: (back, up, front, down)."
