@@ -353,7 +353,7 @@ def quality_worker(args):
     from imagic.world import heldout_edits, run_edits
     pipe = imagic.load_pipeline(args.model, device=args.device)
     s = quality_settings(args, args.config)
-    edits = heldout_edits(args.edits, details=args.details)  # the first n of the held-out stream, as in the bundled world's issue
+    edits = heldout_edits(args.edits, details=_details(args))  # the first n of the held-out stream, as in the bundled world's issue
     for i in (int(k) for k in args.edit_ids.split(',')):
         run_edits(pipe, [edits[i]], s, etas=s.etas, seeds=s.seeds, ablation=args.config == 'recommended', progress=False,
                   records=args.records)
@@ -369,12 +369,18 @@ def _cpu_pipeline(model):
     return imagic.load_pipeline(model, device='cpu')
 
 
+def _details(args) -> bool:
+    "Which world the held-out edits come from: `--details` / `--no-details`, or else the one the model was trained on (its training log)."
+    from imagic.world import trained_on_details
+    return args.details if args.details is not None else trained_on_details(_cpu_pipeline(args.model))
+
+
 def _stored(args, config, n):
     "The held-out edits among the first `n` whose records for `config` (and the model's weights) are already stored: index -> record."
     from imagic.world import heldout_edits
     from imagic.world.edits import stored_records
     s = quality_settings(args, config)
-    return stored_records(args.records, _cpu_pipeline(args.model), heldout_edits(n, details=args.details), s, s.etas, s.seeds, config == 'recommended')
+    return stored_records(args.records, _cpu_pipeline(args.model), heldout_edits(n, details=_details(args)), s, s.etas, s.seeds, config == 'recommended')
 
 
 def quality(args, config, n):
@@ -387,7 +393,7 @@ def quality(args, config, n):
     for j in range(min(args.jobs, len(todo))):
         ids = ','.join(str(i) for i in todo[j::args.jobs])
         cmd = [sys.executable, __file__, '--quality-worker', '--config', config, '--edit-ids', ids, '--records', str(args.records),
-               '--device', args.device, '--model', args.model, '--edits', str(n)] + (['--quick'] if args.quick else []) + (['--details'] if args.details else [])
+               '--device', args.device, '--model', args.model, '--edits', str(n)] + (['--quick'] if args.quick else []) + ['--details' if _details(args) else '--no-details']
         env = {**os.environ, **({'OMP_NUM_THREADS': str(_threads_per_job(args))} if args.jobs > 1 else {})}
         procs.append(subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True))
     for p in procs:
@@ -414,7 +420,8 @@ def main():
     ap.add_argument('--flux', action='store_true', help='FLUX.1-dev-sized random components at 1024x1024 (bf16 on CUDA): paper and fast, 3 steps per stage extrapolated')
     ap.add_argument('--tiny', action='store_true', help='with --sdxl, --sd3 or --flux: the tiny test model instead (a smoke check of that path on a CPU)')
     ap.add_argument('--overhead', action='store_true', help="imagic's stage steps against the community pipeline's loop on a tiny random SD model: alternating runs, medians")
-    ap.add_argument('--details', action='store_true', help='held-out edits of the world with marks and pebbles (a model trained on it)')
+    ap.add_argument('--details', action=argparse.BooleanOptionalAction, default=None,
+                    help="held-out edits of the world with marks and pebbles, or (--no-details) without (default: the world the model was trained on)")
     ap.add_argument('--edits', type=int, default=0, help='held-out edits per configuration for quality (default: 2 quick, 64 full)')
     ap.add_argument('--sample-batch', type=int, default=None, help='images per denoising batch in the grid (default: all)')
     ap.add_argument('--sample-precision', default='bf16', choices=('no', 'bf16', 'fp16'),

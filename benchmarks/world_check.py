@@ -1,6 +1,6 @@
 """Is a birds-world model as hard for img2img as photographs, and can Imagic still edit on it? (issue: the photo-hard world)
 
-    python benchmarks/world_check.py --model FOLDER [--details] [--edits 8] [--json out.json] [--records edits.jsonl]
+    python benchmarks/world_check.py --model FOLDER [--details | --no-details] [--edits 8] [--json out.json] [--records edits.jsonl]
 
 On validation data only (fresh renders from `DETAIL_SEED`, `validation_edits`), with the model's recommended settings
 (the bundled `birds` settings when the folder has none):
@@ -33,7 +33,8 @@ def pose_reach(pipe, edits, strengths) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--model', required=True, help='a birds-world diffusers folder')
-    ap.add_argument('--details', action='store_true', help='the world with marks and clutter (as the model was trained)')
+    ap.add_argument('--details', action=argparse.BooleanOptionalAction, default=None,
+                    help='the world with marks and clutter, or (--no-details) without (default: the world the model was trained on, its training log)')
     ap.add_argument('--edits', type=int, default=8, help='validation edits per kind for Imagic')
     ap.add_argument('--kinds', nargs='+', default=None, help='edit kinds for Imagic (default all; two processes can share them)')
     ap.add_argument('--survival', type=int, default=48, help='fresh renders for detail_survival')
@@ -45,7 +46,7 @@ def main(argv=None):
 
     import imagic
     from imagic.core import BUNDLED_MODELS
-    from imagic.world import (EDIT_KINDS, detail_survival, probe, rates_table, run_edits, sample_quality,
+    from imagic.world import (EDIT_KINDS, detail_survival, probe, rates_table, run_edits, sample_quality, trained_on_details,
                               vae_identity_kept, validation_edits)
     from imagic.baselines import TRADEOFF_KNOBS
     from imagic.world.edits import kept_fields, stored_records
@@ -53,6 +54,7 @@ def main(argv=None):
     if not (folder / 'imagic_settings.json').exists():  # a new model of the world starts from the bundled model's recipe
         shutil.copy(BUNDLED_MODELS['birds'] / 'imagic_settings.json', folder / 'imagic_settings.json')
     pipe = imagic.load_pipeline(str(folder), device='cpu')
+    if args.details is None: args.details = trained_on_details(pipe)
     out = {'model': str(folder), 'details': args.details}
     def report(name, value):
         out[name] = value; print(f'{name}: {json.dumps(value)}', flush=True)

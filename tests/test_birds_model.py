@@ -33,6 +33,12 @@ def test_birds_is_the_default_and_small():
     assert all(p.stat().st_size > 1000 for p in weights)  # real weights, not LFS pointers
 
 
+def test_the_bundled_models_learned_one_world():
+    "The upscaler and the CLIP were trained on the world the base model draws (each folder's training log says which), so a shipped model cannot sit beside the others' old world."
+    from imagic.world import DETAILED_WORLD, trained_on_details
+    assert [trained_on_details(f) for f in (BUNDLED_MODELS['birds-x4'], CLIP_DIR)] == [DETAILED_WORLD] * 2
+
+
 def test_loads_with_no_argument_through_diffusers(birds):
     assert type(birds).__name__ == 'StableDiffusionPipeline' and type(birds.scheduler).__name__ == 'DDIMScheduler'
     assert imagic.image_size(birds) == 64 and birds.unet.dtype == torch.float32

@@ -8,7 +8,7 @@ __all__ = []
 # %% ../../nbs/world/index.ipynb 3
 from .scene import (ACCESSORIES, BACKGROUNDS, CLUTTER_COLOURS, COLOURS, DETAIL_TOL, FACINGS, MARK_COLOURS,
                                 NAMED_FIELDS, PATCHES, POSES, TEXTURES, UNNAMED_FIELDS, Scene, all_captions, caption,
-                                mark_points, parse_caption, random_scene, render)
+                                mark_points, parse_caption, random_scene, render, DETAILED_WORLD, trained_on_details)
 from .probe import ProbeResult, details_match, probe, probe_accuracy
 from .train import DETAIL_SEED, HELDOUT_SEED, MODEL_RES, TRAIN_SEED, VALIDATION_SEED
 from .edits import (EDIT_KINDS, POSITION_TOL, SIZE_TOL, Edit, cascade_rates, detail_survival, heldout_edits,
@@ -20,4 +20,5 @@ __all__ = ['Scene', 'random_scene', 'render', 'caption', 'all_captions', 'parse_
            'run_edits', 'read_records', 'success_rates', 'rates_table', 'cascade_rates', 'sample_quality', 'POSITION_TOL', 'SIZE_TOL',
            'POSES', 'COLOURS', 'BACKGROUNDS', 'ACCESSORIES', 'FACINGS', 'PATCHES', 'TEXTURES',
            'MODEL_RES', 'TRAIN_SEED', 'HELDOUT_SEED', 'VALIDATION_SEED',
-           'detail_survival', 'identity_kept', 'vae_identity_kept', 'details_match', 'mark_points', 'MARK_COLOURS', 'CLUTTER_COLOURS', 'DETAIL_TOL', 'DETAIL_SEED']
+           'detail_survival', 'identity_kept', 'vae_identity_kept', 'details_match', 'mark_points', 'MARK_COLOURS', 'CLUTTER_COLOURS', 'DETAIL_TOL', 'DETAIL_SEED',
+           'DETAILED_WORLD', 'trained_on_details']

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import PACKAGE_DIR
-from .scene import NAMED_FIELDS, all_captions, parse_caption
+from .scene import DETAILED_WORLD, NAMED_FIELDS, all_captions, parse_caption
 from .train import MODEL_RES, TRAIN_SEED, make_dataset
 
 # %% ../../nbs/world/04_clip.ipynb 5
@@ -64,7 +64,7 @@ def _augment(x:torch.Tensor, g:torch.Generator) -> torch.Tensor:
     return x + 0.05 * torch.rand(b, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
 
 def train_clip(out=None, steps:int=2000, batch:int=128, lr:float=1e-3, n_images:int=30000, seed:int=0, progress:bool=True,
-               details:bool=False) -> dict:
+               details:bool=DETAILED_WORLD) -> dict:
     "Train the world CLIP from `seed` on renders (`details`: with marks and clutter) and save it to `out` (default: the bundled folder). Returns losses and timing."
     import open_clip
     from tqdm.auto import tqdm
@@ -98,7 +98,7 @@ def train_clip(out=None, steps:int=2000, batch:int=128, lr:float=1e-3, n_images:
     return dict(losses=losses, seconds=time.time() - t0)
 
 # %% ../../nbs/world/04_clip.ipynb 10
-def zero_shot_accuracy(model=None, n:int=300, seed:int=4242, images=None, scenes=None, details:bool=False) -> dict:
+def zero_shot_accuracy(model=None, n:int=300, seed:int=4242, images=None, scenes=None, details:bool=DETAILED_WORLD) -> dict:
     "Per-named-attribute zero-shot accuracy of a world CLIP on `n` fresh renders (`details`: with marks and clutter), or on the given uint8 images (n, 3, H, W) and scenes."
     import open_clip
     if model is None: model = load_clip()[0]

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .scene import (ACCESSORIES, BACKGROUNDS, CLUTTER_COLOURS, COLOURS, FACINGS, MARK_COLOURS, NAMED_FIELDS,
                                 PATCHES, POSES, TEXTURES, UNNAMED_FIELDS, Scene, all_captions, has_details, mark_fits, mark_points,
-                                parse_caption, pebble_fits, position_range, random_scene, render)
+                                parse_caption, pebble_fits, position_range, random_scene, render, DETAILED_WORLD)
 from ..core import append_jsonl, read_jsonl
 from ..state import model_fingerprint, results_key
 from .probe import details_match, probe
@@ -53,12 +53,12 @@ def make_edit(source:Scene, kind:str, rng:np.random.Generator) -> Edit:
     others = [v for v in _OPTIONS[kind] if v != getattr(source, kind)]
     return Edit(source, replace(source, **{kind: others[rng.integers(len(others))]}), kind)
 
-def heldout_edits(n:int=64, seed:int=HELDOUT_SEED, details:bool=False) -> list:
+def heldout_edits(n:int=64, seed:int=HELDOUT_SEED, details:bool=DETAILED_WORLD) -> list:
     "`n` edits of fresh inputs, cycling through `EDIT_KINDS` in order (pose, colour, background, accessory); `seed` picks the stream; `details`: inputs with marks and clutter."
     rng = np.random.default_rng(seed)
     return [make_edit(random_scene(rng, details=details), EDIT_KINDS[i % len(EDIT_KINDS)], rng) for i in range(n)]
 
-def validation_edits(n:int=32, details:bool=False) -> list:
+def validation_edits(n:int=32, details:bool=DETAILED_WORLD) -> list:
     "Edits for choosing settings: a stream apart from both training and the held-out edits."
     return heldout_edits(n, seed=VALIDATION_SEED, details=details)
 

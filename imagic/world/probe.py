@@ -15,7 +15,7 @@ import numpy as np
 
 from .scene import (ACCESSORIES, BACKGROUNDS, BEAK_RGB, CLUTTER_COLOURS, COLOURS, DETAIL_TOL, FACINGS, HAT_RGB,
                                 MARK_COLOURS, PATCHES, POSE_DRAWINGS, POSES, TEXTURE_AMP, TEXTURE_CELLS, TEXTURES, Scene, label_map,
-                                mark_points, parts, random_scene, render, texture_field)
+                                mark_points, parts, random_scene, render, texture_field, DETAILED_WORLD)
 
 # %% ../../nbs/world/01_probe.ipynb 6
 PROBE_RES = 64
@@ -229,7 +229,7 @@ def probe(image) -> ProbeResult:
 # %% ../../nbs/world/01_probe.ipynb 20
 ATTRIBUTES = ('pose', 'colour', 'background', 'accessory', 'facing', 'patch')
 
-def probe_accuracy(n:int=500, res:int=64, seed:int=12345, details:bool=False) -> dict:
+def probe_accuracy(n:int=500, res:int=64, seed:int=12345, details:bool=DETAILED_WORLD) -> dict:
     "Share of `n` fresh random renders on which the probe reads each attribute right (body cx, cy, size within 3% of the side; with `details`, the marks and pebbles by `details_match`)."
     rng = np.random.default_rng(seed)
     keys = ATTRIBUTES + (('texture',) if res >= 256 else ())

@@ -6,16 +6,20 @@
 __all__ = ['POSES', 'COLOURS', 'BACKGROUNDS', 'ACCESSORIES', 'FACINGS', 'PATCHES', 'TEXTURES', 'HAT_RGB', 'BEAK_RGB',
            'SIZE_RANGE', 'MARGIN', 'TEXTURE_PERIOD', 'TEXTURE_CELLS', 'TEXTURE_AMP', 'MARK_COLOURS', 'CLUTTER_COLOURS',
            'MARK_COUNT', 'MARK_RADIUS', 'MARK_SPACING', 'MARK_REGION', 'CLUTTER_COUNT', 'CLUTTER_RADIUS',
-           'CLUTTER_SPACING', 'CLUTTER_GAP', 'DETAIL_TOL', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'POSE_DRAWINGS', 'REACH',
-           'Scene', 'caption', 'all_captions', 'parse_caption', 'has_details', 'parts', 'extent', 'position_range',
-           'random_scene', 'mark_points', 'bird_box', 'mark_fits', 'pebble_fits', 'random_marks', 'random_clutter',
-           'texture_field', 'label_map', 'render']
+           'CLUTTER_SPACING', 'CLUTTER_GAP', 'DETAIL_TOL', 'NAMED_FIELDS', 'UNNAMED_FIELDS', 'DETAILED_WORLD',
+           'POSE_DRAWINGS', 'REACH', 'trained_on_details', 'Scene', 'caption', 'all_captions', 'parse_caption',
+           'has_details', 'parts', 'extent', 'position_range', 'random_scene', 'mark_points', 'bird_box', 'mark_fits',
+           'pebble_fits', 'random_marks', 'random_clutter', 'texture_field', 'label_map', 'render']
 
 # %% ../../nbs/world/00_scene.ipynb 3
+import json
 import math
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import numpy as np
+
+from ..core import BUNDLED_MODELS
 
 # %% ../../nbs/world/00_scene.ipynb 6
 POSES = {'standing': 'standing', 'wings': 'spreading its wings', 'pecking': 'pecking'}  # name -> caption phrase
@@ -43,6 +47,13 @@ DETAIL_TOL = 2 / 64                                                   # kept: fo
 
 NAMED_FIELDS = ('pose', 'colour', 'background', 'accessory')
 UNNAMED_FIELDS = ('cx', 'cy', 'size', 'facing', 'patch', 'texture', 'marks', 'clutter')
+
+def trained_on_details(model) -> bool:
+    "Whether a birds-world model (its diffusers folder, or a pipeline loaded from one) was trained on the world with details: its `training_log.json` says so (`details`); a model trained before details existed has none, and drew the plain world."
+    log = Path(getattr(model, 'name_or_path', model)) / 'training_log.json'
+    return bool(log.exists() and json.loads(log.read_text()).get('details', False))
+
+DETAILED_WORLD = trained_on_details(BUNDLED_MODELS['birds'])  # the world the bundled model draws: every `details=` default follows it
 
 # %% ../../nbs/world/00_scene.ipynb 8
 _CHOICES = {'pose': tuple(POSES), 'colour': tuple(COLOURS), 'background': tuple(BACKGROUNDS),
@@ -159,13 +170,13 @@ def _reach(detailed:bool):
 
 REACH = {d: _reach(d) for d in (False, True)}  # per world: `has_details`
 
-def position_range(size:float, facing:str, details:bool=False) -> tuple:
+def position_range(size:float, facing:str, details:bool=DETAILED_WORLD) -> tuple:
     "((cx_min, cx_max), (cy_min, cy_max)) that keep every pose of a bird of this size and facing inside the frame (`details`: as the detailed world draws them)."
     back, up, front, down = (r * size for r in REACH[details])
     lo, hi = (MARGIN + back, 1 - MARGIN - front) if facing == 'right' else (MARGIN + front, 1 - MARGIN - back)
     return (lo, hi), (MARGIN + up, 1 - MARGIN - down)
 
-def random_scene(rng:np.random.Generator, details:bool=False, **fixed) -> Scene:
+def random_scene(rng:np.random.Generator, details:bool=DETAILED_WORLD, **fixed) -> Scene:
     "A random scene from `rng`; fix any field by name (`random_scene(rng, pose='wings')`); `details`: the detailed world, with marks and clutter (drawn last: the other fields are those of the same stream without them, the body placed inside that world's bounds)."
     unknown = set(fixed) - {f.name for f in fields(Scene)}
     if unknown: raise ValueError(f"unknown scene field(s): {', '.join(sorted(unknown))}")
@@ -232,7 +243,7 @@ def random_clutter(rng:np.random.Generator, scene:Scene, n:int=CLUTTER_COUNT) ->
         if pebble_fits(scene, x, y, box) and _spaced((x, y), out, CLUTTER_SPACING): out.append((float(x), float(y), col))
     return tuple(out)
 
-# %% ../../nbs/world/00_scene.ipynb 19
+# %% ../../nbs/world/00_scene.ipynb 20
 def _masks(scene, n):
     "Per-part boolean masks on an n×n grid of points (pixel centres of an n px image)."
     g = (np.arange(n) + .5) / n

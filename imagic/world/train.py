@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .scene import all_captions, random_scene, render
+from .scene import DETAILED_WORLD, all_captions, random_scene, render
 
 # %% ../../nbs/world/02_train.ipynb 6
 TRAIN_SEED, HELDOUT_SEED, VALIDATION_SEED = 0, 10_000_019, 10_000_020
@@ -32,7 +32,7 @@ def _render_chunk(args):
     scenes = [random_scene(rng, details=details) for _ in range(stop)][start:]
     return np.stack([render(s, res) for s in scenes]), scenes
 
-def make_dataset(n:int, res:int=MODEL_RES, seed:int=TRAIN_SEED, workers:int=1, details:bool=False) -> tuple:
+def make_dataset(n:int, res:int=MODEL_RES, seed:int=TRAIN_SEED, workers:int=1, details:bool=DETAILED_WORLD) -> tuple:
     "`n` random scenes from stream `seed` (`details`: with marks and clutter): (uint8 images (n, 3, res, res) as a tensor, list of Scene)."
     rng = np.random.default_rng(seed)
     scenes = [random_scene(rng, details=details) for _ in range(n)]
@@ -220,9 +220,10 @@ def save_model(pipeline_cls, comps:dict, out:Path, info:dict, curves:dict):
     (Path(out) / 'training_log.json').write_text(json.dumps({**info, **curves}))
 
 def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=2000, vae_full_steps:int=300, steps:int=5000,
-                batch:int=64, lr:float=5e-4, workers:int=2, progress:bool=True, details:bool=False, vae_detail_weight:float=0.0, vae_only:bool=False) -> Path:
-    "Train the bundled birds model from `seed` (`details`: the world with marks and clutter) and save it as a diffusers folder at `out` (float16 safetensors). Rerun with the same `work` to resume."
+                batch:int=64, lr:float=5e-4, workers:int=2, progress:bool=True, details:bool=DETAILED_WORLD, vae_detail_weight:float=None, vae_only:bool=False) -> Path:
+    "Train the bundled birds model from `seed` (`details`: the world with marks and clutter, by default the bundled model's; `vae_detail_weight`: by default 10 with details, 0 without, as the bundled models were trained) and save it as a diffusers folder at `out` (float16 safetensors). Rerun with the same `work` to resume."
     from diffusers import StableDiffusionPipeline
+    if vae_detail_weight is None: vae_detail_weight = 10.0 if details else 0.0
     out = Path(out); work = Path(work) if work else WORK_DIR / out.name
     work.mkdir(parents=True, exist_ok=True); logf = work / 'train.log'
     t0 = time.time()
@@ -269,8 +270,9 @@ def main(argv=None):
     ap.add_argument('--steps', type=int, default=5000, help='denoiser steps')
     ap.add_argument('--vae-steps', type=int, default=2000, help='VAE steps on crops')
     ap.add_argument('--images', type=int, default=40000, help='training scenes')
-    ap.add_argument('--details', action='store_true', help='the world with marks on the bird and pebbles on the ground')
-    ap.add_argument('--vae-detail-weight', type=float, default=0.0, help='VAE loss weight on what is finer than a latent pixel')
+    ap.add_argument('--details', action=argparse.BooleanOptionalAction, default=DETAILED_WORLD,
+                    help=f'the world with marks on the bird and pebbles on the ground, or (--no-details) without (default: the bundled model\'s, {DETAILED_WORLD})')
+    ap.add_argument('--vae-detail-weight', type=float, default=None, help='VAE loss weight on what is finer than a latent pixel (default: 10 with details, 0 without)')
     ap.add_argument('--vae-only', action='store_true', help='stop after the VAE (to measure its round trip)')
     args = ap.parse_args(argv)
     train_model(args.out, work=args.work, seed=args.seed, n_images=args.images, vae_steps=args.vae_steps, steps=args.steps,

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .scene import all_captions
+from .scene import DETAILED_WORLD, all_captions, trained_on_details
 from .train import (HELDOUT_SEED, MODEL_RES, TRAIN_SEED, WORK_DIR, _ema_update, _log, _lr, encode_cached, load_checkpoint,
                                 data_tag, make_dataset, save_checkpoint, save_model, spent, stage_seconds, train_vae)
 
@@ -24,7 +24,7 @@ from .train import (HELDOUT_SEED, MODEL_RES, TRAIN_SEED, WORK_DIR, _ema_update, 
 UPSCALER_RES = 4 * MODEL_RES   # 256 px
 MAX_NOISE_LEVEL = 350          # as the Stable Diffusion x4 upscaler
 
-def make_pairs(n:int, seed:int=TRAIN_SEED + 11, workers:int=1, details:bool=False) -> tuple:
+def make_pairs(n:int, seed:int=TRAIN_SEED + 11, workers:int=1, details:bool=DETAILED_WORLD) -> tuple:
     "`n` random scenes (`details`: with marks and clutter) rendered at 64 and at 256 px: (uint8 (n, 3, 64, 64), uint8 (n, 3, 256, 256), list of Scene); `workers` processes render."
     lo, scenes = make_dataset(n, MODEL_RES, seed, workers, details=details)
     hi, _ = make_dataset(n, UPSCALER_RES, seed, workers, details=details)
@@ -48,7 +48,7 @@ def upscaler_components(text_encoder, tokenizer, seed:int=0) -> dict:
                 max_noise_level=MAX_NOISE_LEVEL)
 
 # %% ../../nbs/world/05_upscaler.ipynb 7
-def vae_texture_kept(vae, n:int=100, seed:int=HELDOUT_SEED + 256, batch:int=20, details:bool=False) -> float:
+def vae_texture_kept(vae, n:int=100, seed:int=HELDOUT_SEED + 256, batch:int=20, details:bool=DETAILED_WORLD) -> float:
     "Share of `n` fresh 256 px renders whose fine texture the probe still reads right after an encode–decode round trip through `vae`."
     from imagic.world.probe import probe
     _, hi, scenes = make_pairs(n, seed, details=details)
@@ -116,11 +116,12 @@ def train_upscaler_unet(comps, latents, low_res, caption_emb, scene_captions, st
 
 # %% ../../nbs/world/05_upscaler.ipynb 15
 def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_steps:int=2500, vae_crop:int=64, steps:int=3000,
-                   batch:int=32, device:str='cpu', workers:int=1, progress:bool=True, details:bool=False, vae_only:bool=False) -> Path:
-    "Train the world's x4 upscaler from `seed` around the base model `base` (a folder or pipeline) and save it at `out` (float16). Rerun with the same `work` to resume. The networks train on `device` (same batches and noise on any device); `workers` processes render the pairs. `vae_only`: render the pairs and train the VAE, then stop (neither depends on the base model, so they can run while the base still trains; a rerun without it goes on from there)."
+                   batch:int=32, device:str='cpu', workers:int=1, progress:bool=True, details:bool=None, vae_only:bool=False) -> Path:
+    "Train the world's x4 upscaler from `seed` around the base model `base` (a folder or pipeline) and save it at `out` (float16). Rerun with the same `work` to resume. `details`: which world it learns (default: its base model's, `trained_on_details`). The networks train on `device` (same batches and noise on any device); `workers` processes render the pairs. `vae_only`: render the pairs and train the VAE, then stop (neither depends on the base model, so they can run while the base still trains; a rerun without it goes on from there)."
     from diffusers import StableDiffusionUpscalePipeline
     from imagic.core import load_pipeline
     base = load_pipeline(base, device='cpu') if not hasattr(base, 'unet') else base
+    if details is None: details = trained_on_details(base)  # the upscaler learns the world its base model draws
     out = Path(out); work = Path(work) if work else WORK_DIR / out.name
     work.mkdir(parents=True, exist_ok=True); logf = work / 'train.log'
     t0 = time.time()
@@ -178,7 +179,8 @@ def main(argv=None):
     ap.add_argument('--images', type=int, default=8000, help='training pairs')
     ap.add_argument('--device', default='cpu', help="where the networks train, e.g. 'cuda'")
     ap.add_argument('--workers', type=int, default=1, help='processes that render the training pairs')
-    ap.add_argument('--details', action='store_true', help='the world with marks on the bird and pebbles on the ground')
+    ap.add_argument('--details', action=argparse.BooleanOptionalAction, default=None,
+                    help="the world with marks on the bird and pebbles on the ground, or (--no-details) without (default: the base model's world)")
     ap.add_argument('--vae-only', action='store_true', help='render the pairs and train the VAE only (they do not depend on the base)')
     args = ap.parse_args(argv)
     train_upscaler(args.out, args.base, work=args.work, seed=args.seed, n_images=args.images, vae_steps=args.vae_steps, steps=args.steps,
