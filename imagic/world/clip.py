@@ -65,7 +65,7 @@ def _augment(x:torch.Tensor, g:torch.Generator) -> torch.Tensor:
 
 def train_clip(out=None, steps:int=2000, batch:int=128, lr:float=1e-3, n_images:int=30000, seed:int=0, progress:bool=True,
                details:bool=DETAILED_WORLD) -> dict:
-    "Train the world CLIP from `seed` on renders (`details`: with marks and clutter) and save it to `out` (default: the bundled folder). Returns losses and timing."
+    "Train the world CLIP from `seed` on renders (`details`: with marks and clutter) and save it to `out` (default: the bundled folder) with its `training_log.json` (the world it learned, the recipe, the losses). Returns losses and timing."
     import open_clip
     from tqdm.auto import tqdm
     t0 = time.time()
@@ -94,10 +94,13 @@ def train_clip(out=None, steps:int=2000, batch:int=128, lr:float=1e-3, n_images:
         with torch.no_grad(): model.logit_scale.clamp_(0, math.log(100))
         losses.append(loss.item())
     model.eval()
-    write_clip_folder(out or CLIP_DIR, model.state_dict())
+    out = Path(out or CLIP_DIR)
+    write_clip_folder(out, model.state_dict())
+    log = dict(seed=seed, details=details, steps=steps, batch=batch, lr=lr, n_images=n_images, seconds=round(time.time() - t0))
+    (out / 'training_log.json').write_text(json.dumps({**log, 'losses': [float(f'{v:.5g}') for v in losses]}))  # which world, as the other models say
     return dict(losses=losses, seconds=time.time() - t0)
 
-# %% ../../nbs/world/04_clip.ipynb 10
+# %% ../../nbs/world/04_clip.ipynb 11
 def zero_shot_accuracy(model=None, n:int=300, seed:int=4242, images=None, scenes=None, details:bool=DETAILED_WORLD) -> dict:
     "Per-named-attribute zero-shot accuracy of a world CLIP on `n` fresh renders (`details`: with marks and clutter), or on the given uint8 images (n, 3, H, W) and scenes."
     import open_clip
