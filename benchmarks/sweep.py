@@ -63,8 +63,9 @@ def main(argv=None):
     etas = tuple(args.etas)
     if not args.rates:
         i, n = (int(x) for x in args.shard.split('/'))
+        done = stored_records(args.records, pipe, edits, s, etas, s.seeds, args.ablation)  # read once: shards fit disjoint edits
         for j, e in enumerate(edits):
-            if j % n != i or stored_records(args.records, pipe, [e], s, etas, s.seeds, args.ablation): continue
+            if j % n != i or j in done: continue
             r, = run_edits(pipe, [e], s, etas=etas, seeds=s.seeds, ablation=args.ablation, progress=False, records=args.records)
             print(f"edit {j + 1}/{len(edits)} ({e.kind}): fit {r['fit_s']:.0f} s", flush=True)
     recs = list(stored_records(args.records, pipe, edits, s, etas, s.seeds, args.ablation).values())
