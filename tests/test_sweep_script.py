@@ -35,3 +35,27 @@ def test_a_stored_edit_is_read_back_not_refitted(tmp_path, capsys):
     assert rec.read_text() == first and 'fit' in out and 'edit 1/1' not in out
     sweep.main(argv[:-3] + ['embed_steps=1', 'finetune_steps=2', 'sample_steps=2', '--rates'])  # another candidate has no record
     assert '0 of 1 edits stored' in capsys.readouterr().out
+
+
+pspec = importlib.util.spec_from_file_location('pose_study_script', Path(__file__).parent.parent / 'benchmarks' / 'pose_study.py')
+pose_study = importlib.util.module_from_spec(pspec); pspec.loader.exec_module(pose_study)
+
+
+def test_pose_study_scales_the_models_settings_and_keeps_why_an_image_failed(tmp_path, monkeypatch):
+    import json
+    import imagic
+    pipe = imagic.load_pipeline('birds', device='cpu')
+    rec = imagic.Settings.for_model(pipe)
+    assert pose_study.candidate_settings(pipe, '1.5x steps').finetune_steps == int(rec.finetune_steps * 1.5)
+    assert pose_study.candidate_settings(pipe, 'recommended') == rec
+    monkeypatch.setitem(pose_study.CANDIDATES, 'tiny', dict(embed_steps=1, finetune_steps=1, sample_steps=2))
+    edits = pose_study.study_edits(4, ['pose'], details=True)
+    assert len(edits) == 1 and edits[0][1].source.marks  # the detailed world's first validation pose edit
+    path = tmp_path / 'p.jsonl'
+    pose_study.run(pipe, 'tiny', edits, etas=(0.9,), records=path, progress=False)
+    line, = [json.loads(l) for l in path.read_text().splitlines()]
+    assert len(line['images']) == len(rec.seeds) and all(m['eta'] == 0.9 for m in line['images'])
+    for m in line['images']:  # the probe's readings, and what it found changed whenever the edit is not kept
+        assert {'marks', 'clutter', 'facing', 'lost'} <= set(m) and (m['kept'] == (m['lost'] == []))
+    pose_study.run(pipe, 'tiny', edits, etas=(0.9,), records=path, progress=False)  # stored: not fitted again
+    assert path.read_text().count('\n') == 1
