@@ -167,8 +167,9 @@ def _record_key(model, i, edit, method, seeds, knobs) -> str:
     return results_key([i, edit.source_text, edit.text, method, list(seeds), knobs] + detail_key(edit), model)
 
 def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'), seeds=(0, 1, 2, 3), knobs=None,
-            records=None, keep_images:bool=False, clip_model=DEFAULT_CLIP, stored_only:bool=False, progress:bool=True) -> list:
-    "Run each method on each world edit; one record per (edit, method): per-seed judgments, mean CLIP score and 1 − LPIPS, seconds. `stored_only`: read what `records` holds, run nothing."
+            records=None, keep_images:bool=False, clip_model=DEFAULT_CLIP, stored_only:bool=False, progress:bool=True,
+            shard:tuple=(0, 1)) -> list:
+    "Run each method on each world edit; one record per (edit, method): per-seed judgments, mean CLIP score and 1 − LPIPS, seconds. `stored_only`: read what `records` holds, run nothing. `shard` (i, n): run only the jobs of every n-th edit from the i-th (the others are read if stored), so that n processes can share one `records` file."
     from tqdm.auto import tqdm
     from imagic.metrics import clip_score, lpips_distance
     from imagic.world import judge, render
@@ -180,11 +181,13 @@ def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'
     fp = model_fingerprint(pipe)
     out = []
     res = image_size(pipe)
+    k, n = shard
+    if not 0 <= k < n: raise ValueError(f"shard {shard}: want (i, n) with 0 <= i < n")
     jobs = [(i, e, m) for i, e in enumerate(edits) for m in methods]
     for i, e, m in tqdm(jobs, desc='compare', disable=not progress):
         key = _record_key(fp, i, e, m, seeds, resolved[m])
         if key in done and not keep_images: out.append(done[key]); continue
-        if stored_only: continue
+        if stored_only or i % n != k: continue
         src = Image.fromarray(render(e.source, res))
         t0 = time.perf_counter()
         ims = METHODS[m](pipe, src, e.text, source_text=e.source_text, seeds=seeds, **knobs.get(m, {}))

@@ -111,3 +111,20 @@ def test_comparison_script_prints_the_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert '| sdedit | 2 | all |' in out and 'ddim_inversion (deterministic: 1 try)' in out
     assert len((tmp_path / 'r.jsonl').read_text().splitlines()) == 4
+
+
+def test_comparison_script_shares_the_edits_between_shards(tmp_path, capsys):
+    "Two processes with --shard 0/2 and 1/2 each run every other edit into one records file; a run without --shard then reads them all and runs nothing."
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location('compare_script', Path(__file__).parent.parent / 'benchmarks' / 'compare.py')
+    script = importlib.util.module_from_spec(spec); spec.loader.exec_module(script)
+    rec = tmp_path / 'r.jsonl'
+    common = ['--edits', '3', '--methods', 'ddim_inversion', '--records', str(rec)]
+    script.main(common + ['--shard', '1/2'])
+    assert [json.loads(l)['edit'] for l in rec.read_text().splitlines()] == [1]
+    script.main(common + ['--shard', '0/2'])
+    assert sorted(json.loads(l)['edit'] for l in rec.read_text().splitlines()) == [0, 1, 2]
+    capsys.readouterr()
+    script.main(common)
+    assert len(rec.read_text().splitlines()) == 3 and '| ddim_inversion (deterministic: 1 try) | 3 | all |' in capsys.readouterr().out
