@@ -12,7 +12,8 @@ Choosing (`--choose`) isolates the upscaler: its base edit is the ideal one, the
 (the asked attribute, every other one) — an upscaler fine-tuned too hard keeps the texture and paints the input's
 colour and background back over a colour or background edit. The held-out run is the whole cascade: Imagic's base edits (the model's
 recommended settings at the middle recommended η, its four seeds) upsampled by both upscalers with the same seeds.
-The stored run (`nbs/world/08_cascade.jsonl`) had the base model's settings of the time: 300 fine-tuning steps, η 0.7.
+The stored run (`nbs/world/08_cascade.jsonl`) has the bundled models' recommended settings (900 fine-tuning steps, η 0.9;
+the upscaler's 100 steps at 5e-5, chosen by --choose for the previous upscaler of the world without details).
 """
 import argparse
 import json
@@ -41,8 +42,8 @@ CANDIDATES = [('pretrained', dict(upscaler_steps=0)),
               ('full 50 @ 3e-4', dict(upscaler_steps=50, upscaler_lr=3e-4)),
               ('full 100 @ 1e-4', dict(upscaler_steps=100, upscaler_lr=1e-4)),
               ('full 100 @ 5e-5', dict(upscaler_steps=100, upscaler_lr=5e-5))]
-# first chosen on the texture alone (nbs/world/08_upscaler_sweep_texture_only.jsonl): 100 steps at 3e-4, 92 % of images; on the
-# held-out edits it painted the input's colour or background back over most colour and background edits
+# for the previous upscaler (the world without details), the first choice, made on the texture alone, was 100 steps at 3e-4: on
+# held-out edits it painted the input's colour or background back over most colour and background edits, hence the rule above
 
 
 def upscaler_trial(base, up, edit, settings, seeds=(0, 1, 2, 3)) -> dict:

@@ -97,8 +97,10 @@ def test_text_to_image_draws_what_the_caption_says(birds):
 
 def test_one_pose_edit_end_to_end(birds):
     "The input of tutorial 01 (one edit: a smoke test of the path; the rates are measured in nbs/world/06_report.ipynb)."
-    src = Scene('standing', 'blue', 'sky', 'none', 0.42, 0.56, 0.36, 'right', 'white', 'plain')
-    edit = Edit(src, Scene('wings', 'blue', 'sky', 'none', 0.42, 0.56, 0.36, 'right', 'white', 'plain'), 'pose')
+    from dataclasses import replace
+    src = Scene('standing', 'blue', 'sand', 'hat', cx=0.57, cy=0.7, size=0.36, facing='left', patch='none', texture='vstripes',
+                marks=((-0.31, 0.06, 'pink'), (-0.03, 0.11, 'pink')), clutter=((0.39, 0.21, 'teal'), (0.09, 0.43, 'grey'), (0.12, 0.11, 'teal')))
+    edit = Edit(src, replace(src, pose='wings'), 'pose')
     editor = imagic.Imagic(birds)
     editor.fit(Image.fromarray(render(src)), edit.text, progress=False)
     eta = editor.settings.etas[len(editor.settings.etas) // 2]

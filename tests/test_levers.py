@@ -14,7 +14,8 @@ def birds():
     return imagic.load_pipeline(device='cpu')
 
 
-SRC = Scene('standing', 'red', 'white', 'none', 0.42, 0.56, 0.36, 'left', 'white', 'plain')
+SRC = Scene('standing', 'red', 'sand', 'hat', cx=0.57, cy=0.7, size=0.36, facing='left', patch='none', texture='vstripes',
+            marks=((-0.31, 0.06, 'pink'), (-0.03, 0.11, 'pink')), clutter=((0.39, 0.21, 'teal'), (0.09, 0.43, 'grey'), (0.12, 0.11, 'teal')))
 EDIT = Edit(SRC, replace(SRC, colour='blue'), 'colour')
 
 
