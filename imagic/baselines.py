@@ -256,7 +256,7 @@ def store_knobs(model_dir, method:str, knobs:dict) -> Path:
 
 # %% ../nbs/15_baselines.ipynb 30
 TRADEOFF_KNOBS = {  # method: (its knob, the values a trade-off curve sweeps)
-    'sdedit': ('strength', (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
+    'sdedit': ('strength', (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
     'ddim_inversion': ('guidance_scale', (1.0, 1.5, 3.0, 5.0, 7.5)),
     'ledits': ('edit_guidance_scale', (1.0, 2.0, 3.0, 5.0, 7.5, 10.0)),
     'imagic': ('eta', (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)),
