@@ -5,13 +5,13 @@
 # %% auto 0
 __all__ = ['PACKAGE_DIR', 'BUNDLED_MODELS', 'DEFAULT_MODEL', 'DEFAULT_UPSCALER', 'BUNDLED_SHARED', 'DEFAULT_CLIP',
            'RETIRED_MODELS', 'SETTINGS_FILE', 'ROLES', 'MIXED_PRECISIONS', 'LORA_TARGET_SETS', 'PRESETS',
-           'MIN_IMAGE_SIDE', 'FITS', 'retired_message', 'default_device', 'resolve_model', 'pipeline_class_name',
-           'check_role', 'load_pipeline', 'family', 'model_family', 'denoiser_of', 'image_size', 'Settings',
-           'check_precision', 'check_eta', 'recommended_settings', 'open_image', 'center_crop', 'pil_to_tensor',
-           'pad_square', 'load_image', 'restore_aspect', 'encode_image', 'decode_latents', 'to_pil', 'TextCondition',
-           'size_ids', 'UpscaleCondition', 'cond_map', 'learned_parts', 'with_learned', 'cond_tensors', 'unconditional',
-           'encode_text', 'make_generator', 'noise_channels', 'draw_noise', 'diffusion_loss', 'evaluation_loss',
-           'atomic_write', 'store_settings', 'append_jsonl', 'read_jsonl']
+           'MIN_IMAGE_SIDE', 'FITS', 'retired_message', 'default_device', 'resolve_model', 'bundled_name',
+           'pipeline_class_name', 'check_role', 'load_pipeline', 'family', 'model_family', 'denoiser_of', 'image_size',
+           'Settings', 'check_precision', 'check_eta', 'recommended_settings', 'open_image', 'center_crop',
+           'pil_to_tensor', 'pad_square', 'load_image', 'restore_aspect', 'encode_image', 'decode_latents', 'to_pil',
+           'TextCondition', 'size_ids', 'UpscaleCondition', 'cond_map', 'learned_parts', 'with_learned', 'cond_tensors',
+           'unconditional', 'encode_text', 'make_generator', 'noise_channels', 'draw_noise', 'diffusion_loss',
+           'evaluation_loss', 'atomic_write', 'store_settings', 'append_jsonl', 'read_jsonl']
 
 # %% ../nbs/01_core.ipynb 3
 import dataclasses
@@ -76,6 +76,13 @@ def resolve_model(model) -> str:
                                 f"not a bundled model ({', '.join(BUNDLED_MODELS)})")
     return model
 
+def bundled_name(model):
+    "The name of the bundled model that `model` names, by its name or by its folder's path; None for any other model."
+    if str(model) in BUNDLED_MODELS: return str(model)
+    try: path = Path(model).expanduser().resolve()
+    except (TypeError, OSError): return None
+    return next((name for name, folder in BUNDLED_MODELS.items() if folder.resolve() == path), None)
+
 # %% ../nbs/01_core.ipynb 7
 def pipeline_class_name(source:str) -> str:
     "The `_class_name` in a model folder's (or hub id's) `model_index.json`; '' when it cannot be read."
@@ -103,8 +110,9 @@ def check_role(family, role:str, model) -> None:
 def _shared_components(model, dtype) -> dict:
     "The components the bundled `model` takes from another bundled model (`BUNDLED_SHARED`), loaded from there; {} for any other model."
     import importlib
-    if str(model) not in BUNDLED_SHARED: return {}
-    base, names = BUNDLED_SHARED[str(model)]
+    name = bundled_name(model)
+    if name not in BUNDLED_SHARED: return {}
+    base, names = BUNDLED_SHARED[name]
     folder = Path(resolve_model(base))
     index = json.loads((folder / 'model_index.json').read_text())
     parts = {}
@@ -140,7 +148,7 @@ def load_pipeline(
     if dtype is None: dtype = fam.half_dtype if device.type == 'cuda' else torch.float32
     cls = fam.pipeline_class()
     extra = fam.load_kwargs()
-    if progress is None: progress = str(model) not in BUNDLED_MODELS
+    if progress is None: progress = bundled_name(model) is None
     try:
         with warnings.catch_warnings(), _loading_bars(progress):  # newer diffusers renamed torch_dtype to dtype; the old name works in both
             warnings.filterwarnings('ignore', message='.*torch_dtype.*')
