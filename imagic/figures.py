@@ -27,10 +27,10 @@ def _grid(rows:int, cols:int, cell:float=1.6):
     return fig, axs
 
 def verdict_text(v:dict) -> str:
-    "A judge's verdict (`imagic.world.judge`) in words: the asked attribute, the rest kept, and the texture where read."
+    "A judge's verdict (`imagic.world.judge`) in words: the asked attribute, the rest kept, and the texture where read; the image's `seed` first where the dict names it."
     mark = lambda ok: '✓' if ok else '✗'
     words = [f"attr {mark(v['attr'])}", f"kept {mark(v['kept'])}"] + ([f"texture {mark(v['fine'])}"] if 'fine' in v else [])
-    return ' '.join(words)
+    return (f"seed {v['seed']}: " if 'seed' in v else '') + ' '.join(words)
 
 def verdict_ok(v:dict) -> bool:
     "Success by the judge: the attribute reached, everything else kept, and the texture too where it was read."
