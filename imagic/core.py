@@ -107,10 +107,9 @@ def check_role(family, role:str, model) -> None:
     hint = "; give it as the cascade's upscaler (--upscaler)" if family.role == 'upscaler' else ''
     raise ValueError(f"{str(model)!r} is {ROLES[family.role]} ({family.title}), not {ROLES[role]}{hint}")
 
-def _shared_components(model, dtype) -> dict:
-    "The components the bundled `model` takes from another bundled model (`BUNDLED_SHARED`), loaded from there; {} for any other model."
+def _shared_components(name, dtype) -> dict:
+    "The components the bundled model `name` (see `bundled_name`) takes from another bundled model (`BUNDLED_SHARED`), loaded from there; {} for any other model."
     import importlib
-    name = bundled_name(model)
     if name not in BUNDLED_SHARED: return {}
     base, names = BUNDLED_SHARED[name]
     folder = Path(resolve_model(base))
@@ -148,11 +147,12 @@ def load_pipeline(
     if dtype is None: dtype = fam.half_dtype if device.type == 'cuda' else torch.float32
     cls = fam.pipeline_class()
     extra = fam.load_kwargs()
-    if progress is None: progress = bundled_name(model) is None
+    bundled = bundled_name(model)
+    if progress is None: progress = bundled is None
     try:
         with warnings.catch_warnings(), _loading_bars(progress):  # newer diffusers renamed torch_dtype to dtype; the old name works in both
             warnings.filterwarnings('ignore', message='.*torch_dtype.*')
-            extra.update(_shared_components(model, dtype))
+            extra.update(_shared_components(bundled, dtype))
             pipe = cls.from_pretrained(source, torch_dtype=dtype, **extra)
     except OSError as e:
         raise FileNotFoundError(f"could not load model {model!r}: {e}") from e
