@@ -51,6 +51,7 @@ def _knob(text:str) -> tuple:
     if not sep or not name.strip() or not raw.strip(): raise argparse.ArgumentTypeError(f"a knob is NAME=VALUE, got {text!r}")
     raw = raw.strip()
     if raw.lower() in ('true', 'false'): return name.strip(), raw.lower() == 'true'
+    if ',' in raw: return name.strip(), [_knob(f'{name}={part}')[1] for part in raw.split(',')]  # a range: low,high
     for typ in (int, float):
         try: v = typ(raw)
         except ValueError: continue

@@ -4,14 +4,15 @@
 
 # %% auto 0
 __all__ = ['PACKAGE_DIR', 'BUNDLED_MODELS', 'DEFAULT_MODEL', 'DEFAULT_UPSCALER', 'BUNDLED_SHARED', 'DEFAULT_CLIP',
-           'RETIRED_MODELS', 'SETTINGS_FILE', 'ROLES', 'MIXED_PRECISIONS', 'LORA_TARGET_SETS', 'PRESETS',
-           'MIN_IMAGE_SIDE', 'FITS', 'retired_message', 'default_device', 'resolve_model', 'bundled_name',
-           'pipeline_class_name', 'check_role', 'load_pipeline', 'family', 'model_family', 'denoiser_of', 'image_size',
-           'Settings', 'check_precision', 'check_eta', 'recommended_settings', 'open_image', 'center_crop',
-           'pil_to_tensor', 'pad_square', 'load_image', 'restore_aspect', 'encode_image', 'decode_latents', 'to_pil',
-           'TextCondition', 'size_ids', 'UpscaleCondition', 'cond_map', 'learned_parts', 'with_learned', 'cond_tensors',
-           'unconditional', 'encode_text', 'make_generator', 'noise_channels', 'draw_noise', 'diffusion_loss',
-           'evaluation_loss', 'atomic_write', 'store_settings', 'append_jsonl', 'read_jsonl']
+           'RETIRED_MODELS', 'SETTINGS_FILE', 'ROLES', 'MIXED_PRECISIONS', 'DENOISER_PARTS', 'FORGET_PARTS',
+           'LR_SCHEDULES', 'EDIT_RULES', 'LORA_TARGET_SETS', 'PRESETS', 'MIN_IMAGE_SIDE', 'FITS', 'retired_message',
+           'default_device', 'resolve_model', 'bundled_name', 'pipeline_class_name', 'check_role', 'load_pipeline',
+           'family', 'model_family', 'denoiser_of', 'image_size', 'Settings', 'check_precision', 'check_eta',
+           'recommended_settings', 'open_image', 'center_crop', 'pil_to_tensor', 'pad_square', 'load_image',
+           'restore_aspect', 'encode_image', 'decode_latents', 'to_pil', 'TextCondition', 'size_ids',
+           'UpscaleCondition', 'cond_map', 'learned_parts', 'with_learned', 'cond_tensors', 'unconditional',
+           'encode_text', 'make_generator', 'noise_channels', 'draw_noise', 'diffusion_loss', 'evaluation_loss',
+           'atomic_write', 'store_settings', 'append_jsonl', 'read_jsonl']
 
 # %% ../nbs/01_core.ipynb 3
 import dataclasses
@@ -210,6 +211,21 @@ class Settings:
     upscaler_lora_rank:int = 4     # cascade: adapter rank with 'lora'
     timestep_sampling:str = 'auto' # stages 1-2: how training timesteps are drawn: 'auto' (the family's: uniform; SD3 logit-normal), 'uniform', 'logit_normal', 'mode'
     distilled_guidance:float = None # guidance-distilled models (FLUX.1-dev): the transformer's guidance input in training and sampling; None: the pipeline's (3.5)
+    # -- recipes that followed the paper (see `imagic.stages`, "Recipes"): each off at its default, the paper's method
+    joint_steps:int = 0            # joint stage (Forgedit): Adam steps on the embedding and the denoiser together, after stage 1, before stage 2; 0: none
+    joint_embed_lr:float = 1e-3    # joint stage: the embedding's learning rate (Forgedit: 1e-3)
+    joint_lr:float = 6e-5          # joint stage: the denoiser's learning rate (Forgedit: 6e-5)
+    joint_batch:int = 1            # joint stage: (noise, timestep) samples per step (Forgedit: 10)
+    finetune_parts:str = 'all'     # stage 2 and the joint stage: which parts of the denoiser train, a key of `DENOISER_PARTS`
+    timestep_range:tuple = (0.0, 1.0) # every training stage: timesteps drawn from this fraction of the schedule (0: clean, 1: pure noise)
+    lr_schedule:str = 'constant'   # every training stage: 'constant' (the paper), 'cosine' or 'linear' decay to 0 over the stage's steps
+    stop_loss:float = None         # every training stage: stop once the mean loss of the last `stop_window` steps is under this; None: never
+    stop_patience:int = None       # every training stage: stop once that mean has not reached a new low for this many steps; None: never
+    stop_window:int = 10           # the steps the stopping rules average over
+    forget:str = 'none'            # stage 3 (Forgedit): parts of the fine-tuned denoiser put back to the pretrained weights, a key of `FORGET_PARTS`
+    mix_weight:float = 1.0         # stage 3 (SINE): weight of the fine-tuned prediction, against the pretrained one, inside `mix_range`; 1: fine-tuned only
+    mix_range:tuple = (0.5, 1.0)   # stage 3: where predictions are mixed, as a fraction of the schedule (SINE: t >= 500 of 1000)
+    edit_rule:str = 'interpolate'  # stage 3: 'interpolate' (the paper, eq. 2) or 'project' (Forgedit: e_opt plus η times e_tgt's part orthogonal to e_opt)
 
     def __post_init__(self):
         for name in ('embed_steps', 'finetune_steps', 'sample_steps', 'seed', 'upscaler_steps', 'upscaler_noise_level', 'upscaler_sample_steps'):
@@ -235,6 +251,42 @@ class Settings:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         self.etas = tuple(check_eta(e) for e in _as_tuple(self.etas))
         self.seeds = tuple(int(s) for s in _as_tuple(self.seeds))
+        self._check_recipes()
+
+    def _check_recipes(self):
+        "The recipe fields: each refused in one line naming it, its value and what it takes."
+        for name in ('joint_steps',):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
+        for name in ('joint_batch', 'stop_window'):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        for name in ('joint_embed_lr', 'joint_lr'):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        v = self.stop_patience
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"stop_patience must be an integer >= 1 or None, got {v!r}")
+        v = self.stop_loss
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
+            raise ValueError(f"stop_loss must be a number > 0 or None, got {v!r}")
+        v = self.mix_weight
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
+            raise ValueError(f"mix_weight must be a number in [0, 1], got {v!r}")
+        for name in ('timestep_range', 'mix_range'):
+            self._check_range(name)
+        for name, options in (('finetune_parts', DENOISER_PARTS), ('forget', FORGET_PARTS), ('lr_schedule', LR_SCHEDULES),
+                              ('edit_rule', EDIT_RULES)):
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name} must be one of {tuple(options)}, got {getattr(self, name)!r}")
+
+    def _check_range(self, name):
+        r = getattr(self, name)
+        try: lo, hi = (float(x) for x in r)
+        except (TypeError, ValueError): raise ValueError(f"{name} must be two numbers (low, high) in [0, 1], got {r!r}") from None
+        if isinstance(r, str) or not (0 <= lo < hi <= 1): raise ValueError(f"{name} must be two numbers 0 <= low < high <= 1, got {r!r}")
+        setattr(self, name, (lo, hi))
 
     def replace(self, **overrides) -> 'Settings':
         "A copy with `overrides` applied; unknown names are an error."
@@ -244,8 +296,13 @@ class Settings:
 
     def to_dict(self) -> dict:
         "Plain JSON-ready dict (tuples as lists); the fields added after imagic 0.2 only where they differ from their defaults, so that the keys of stored results and states written before stay the same."
-        d = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-        return {k: v for k, v in d.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+        d = dataclasses.asdict(self)
+        d = {k: v for k, v in d.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    def recipe(self) -> dict:
+        "The recipe fields that differ from the paper's method (what a state records as its recipe): {} for the paper's."
+        return {k: v for k, v in self.to_dict().items() if k in _LATER_FIELDS and k not in ('timestep_sampling', 'distilled_guidance')}
 
     @classmethod
     def for_model(cls, model=None, preset:str=None, upscaler=None, **overrides) -> 'Settings':
@@ -260,10 +317,16 @@ class Settings:
         if preset is not None:
             if preset not in PRESETS: raise ValueError(f"unknown preset {preset!r}; one of {tuple(PRESETS)}")
             chosen = {**PRESETS[preset], **fam.presets.get(preset, {}), **model_presets.get(preset, {})}
-        return cls().replace(**{**fam.defaults, **rec, **chosen, **overrides})
+        s = cls().replace(**{**fam.defaults, **rec, **chosen, **overrides})
+        fam.check_settings(s)  # a recipe field that does not apply to the family (forgetting the encoder of a transformer)
+        return s
 
 # fields added after 0.2 (the flow families), with their defaults: `to_dict` leaves them out at these values
-_LATER_FIELDS = {'timestep_sampling': 'auto', 'distilled_guidance': None}
+_LATER_FIELDS = {'timestep_sampling': 'auto', 'distilled_guidance': None,
+                 # the recipes (imagic 0.3): off at these values
+                 **{f.name: f.default for f in dataclasses.fields(Settings) if f.name.startswith(('joint_', 'stop_', 'mix_'))},
+                 'finetune_parts': 'all', 'timestep_range': (0.0, 1.0), 'lr_schedule': 'constant', 'forget': 'none',
+                 'edit_rule': 'interpolate'}
 
 MIXED_PRECISIONS = ('no', 'bf16', 'fp16', 'auto')
 
@@ -271,6 +334,25 @@ def check_precision(value:str, name:str='mixed_precision') -> str:
     "`value` if it is one of `MIXED_PRECISIONS`, else an error naming the setting `name`."
     if value not in MIXED_PRECISIONS: raise ValueError(f"{name} must be one of {MIXED_PRECISIONS}, got {value!r}")
     return value
+
+# which parts of the denoiser train (stage 2, the joint stage); each family says which of its weights a part holds
+DENOISER_PARTS = {
+    'all': 'every weight (the paper)',
+    'attention': 'the attention layers only (FastEdit trains LoRA on these)',
+    'encoder': "the UNet's down blocks (structure, by Forgedit's rule)",
+    'decoder': "the UNet's up blocks (appearance, by Forgedit's rule)",
+    'forgedit': "the UNet's down and up blocks 1-3 (Forgedit's choice: all but the outermost down block and the first up block)",
+}
+# which parts of the fine-tuned denoiser are put back to the pretrained weights when sampling (Forgedit's "forgetting")
+FORGET_PARTS = {
+    'none': 'nothing: sample with the fine-tuned denoiser (the paper)',
+    'encoder': 'the down blocks: the pretrained model redraws structure, the fine-tuned decoder keeps appearance',
+    'decoder': 'the up blocks: the fine-tuned encoder keeps structure, the pretrained decoder redraws appearance',
+    'all_but_attention': 'every weight outside the attention layers',
+    'all_but_cross_kv': "every weight but the cross-attention keys and values (the UNets' attn2.to_k / to_v)",
+}
+LR_SCHEDULES = ('constant', 'cosine', 'linear')
+EDIT_RULES = ('interpolate', 'project')
 
 LORA_TARGET_SETS = {
     # the attention projections, as in diffusers' LoRA training scripts
@@ -332,7 +414,7 @@ def recommended_settings(model) -> dict:
     try: return json.loads(path.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON: {e}") from None
 
-# %% ../nbs/01_core.ipynb 20
+# %% ../nbs/01_core.ipynb 22
 MIN_IMAGE_SIDE = 16  # smaller images hold too little to encode meaningfully
 
 def _to_rgb(img:Image.Image) -> Image.Image:
@@ -426,7 +508,7 @@ def restore_aspect(
     target = (round(min(w, h) * scale),) * 2 if fit == 'crop' else (max(1, round(w * scale)), max(1, round(h * scale)))
     return out if out.size == target else out.resize(target, Image.LANCZOS)
 
-# %% ../nbs/01_core.ipynb 26
+# %% ../nbs/01_core.ipynb 28
 def encode_image(pipe, image:torch.Tensor) -> torch.Tensor:
     "Image(s) (3,H,W) or (B,3,H,W) in [0,1] -> latents (B,C,h,w): the VAE's posterior mean, shifted and scaled as the family says ((z − `shift_factor`) × `scaling_factor` for all five)."
     if image.ndim == 3: image = image[None]
@@ -452,7 +534,7 @@ def to_pil(images:torch.Tensor) -> list:
     a = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return [Image.fromarray(x) for x in a]
 
-# %% ../nbs/01_core.ipynb 28
+# %% ../nbs/01_core.ipynb 30
 @dataclass
 class TextCondition:
     "A text condition with a pooled embedding: token embeddings (N, T, d), pooled embedding (N, p) and, for SDXL, size ids (N, 6) (None for SD3 and FLUX.1)."
@@ -523,7 +605,7 @@ def unconditional(pipe, like):
     "The condition guidance contrasts with, shaped like one row of `like`, as the family's pipeline makes it (SDXL's `force_zeros_for_empty_prompt` gives zeros; SD3 and FLUX.1 encode the empty prompt)."
     return family(pipe).unconditional(pipe, like)
 
-# %% ../nbs/01_core.ipynb 29
+# %% ../nbs/01_core.ipynb 31
 def encode_text(pipe, text, original_size=None):
     "Text (or list of texts) -> the denoiser's text condition: an embedding (N, T, d) for SD, a `TextCondition` for SDXL, SD3 and FLUX.1 (`original_size`: (h, w) of the input, for SDXL's size ids), as the family's pipeline encodes it. Warns when a text is truncated."
     texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
@@ -536,7 +618,7 @@ def encode_text(pipe, text, original_size=None):
             warnings.warn(f"text has {len(f)} tokens, more than the tokenizer's {tok.model_max_length}: truncated ({t[:40]!r}...)")
     return family(pipe).encode_text(pipe, texts, original_size)
 
-# %% ../nbs/01_core.ipynb 34
+# %% ../nbs/01_core.ipynb 36
 def make_generator(device, seed:int=0) -> torch.Generator:
     "A `torch.Generator` on `device` seeded with `seed` (library code never touches the global random state)."
     return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
@@ -562,7 +644,7 @@ def diffusion_loss(unet, scheduler, latents, embedding, noise, timesteps, *, dty
     emb = cond_map(lambda e: e.expand(b, *e.shape[1:]) if e.shape[0] == 1 else e, embedding)
     return fam.loss(unet, scheduler, latents, emb, noise, timesteps, dtype=dtype, guidance=guidance)
 
-# %% ../nbs/01_core.ipynb 36
+# %% ../nbs/01_core.ipynb 38
 def evaluation_loss(pipe, latents, condition, unet=None, n:int=16, seed:int=1234, *, denoiser=None,
                     timestep_sampling:str='auto', guidance=None) -> float:
     "Diffusion loss averaged over `n` fixed (noise, timestep) pairs (the same pairs for the same `seed`); `condition`: from `encode_text` or stage 1; `denoiser` (alias `unet`): the network to score, `pipe`'s own by default."
@@ -575,7 +657,7 @@ def evaluation_loss(pipe, latents, condition, unet=None, n:int=16, seed:int=1234
         return diffusion_loss(net, sched, latents, cond_map(lambda e: e.to(latents.device), condition),
                               noise.to(latents.device), t.to(latents.device), guidance=guidance, family=fam).item()
 
-# %% ../nbs/01_core.ipynb 39
+# %% ../nbs/01_core.ipynb 41
 def atomic_write(path, write):
     "Call `write(tmp_path)` then rename the temporary file to `path`: readers never see a partial file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -588,14 +670,14 @@ def atomic_write(path, write):
         raise
     return path
 
-# %% ../nbs/01_core.ipynb 42
+# %% ../nbs/01_core.ipynb 44
 def store_settings(model_dir, entries:dict) -> Path:
     "Merge `entries` (top-level keys) into the model folder's `imagic_settings.json`, written whole; other entries are kept."
     path = Path(model_dir) / SETTINGS_FILE
     cur = json.loads(path.read_text()) if path.exists() else {}
     return atomic_write(path, lambda t: Path(t).write_text(json.dumps({**cur, **entries}, indent=2) + '\n'))
 
-# %% ../nbs/01_core.ipynb 45
+# %% ../nbs/01_core.ipynb 47
 def append_jsonl(path, record:dict) -> Path:
     "Append `record` to the JSON-lines file `path` (created with its folder)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)

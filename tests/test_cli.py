@@ -125,6 +125,12 @@ BAD_EDITS = [  # (argv after 'edit' with {bad}/{photo}/{state}/{other} placehold
     (['{photo}', 'a cat', '--eta', 'abc'], 'must be a number'),
     (['{photo}', '   '], 'target text is empty'),
     (['{photo}', 'a cat', '--seeds', '-1'], 'integer >= 0'),
+    # the recipes' fields, given as knobs: a wrong value, an unknown part, a wrong range
+    (['{photo}', 'a cat', '--model', '{tiny}', '--knob', 'forget=everything'], "forget must be one of"),
+    (['{photo}', 'a cat', '--model', '{tiny}', '--knob', 'finetune_parts=wings'], "finetune_parts must be one of"),
+    (['{photo}', 'a cat', '--model', '{tiny}', '--knob', 'timestep_range=0.9,0.1'], "timestep_range must be two numbers"),
+    (['{photo}', 'a cat', '--model', '{tiny}', '--knob', 'joint_steps=-3'], "joint_steps must be an integer >= 0"),
+    (['{photo}', 'a cat', '--model', '{tiny}', '--knob', 'mix_weight=2'], "mix_weight must be a number in [0, 1]"),
 ]
 
 

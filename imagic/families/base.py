@@ -86,8 +86,8 @@ class Family:
     def training_scheduler(self, pipe):
         "The scheduler whose training schedule the loss uses."
         return pipe.scheduler
-    def draw(self, latents, scheduler, generator, batch_size:int=1, channels:int=None, scheme:str='auto'):
-        "`batch_size` (noise, timestep) pairs for `latents` (1, C, h, w), from `generator`."
+    def draw(self, latents, scheduler, generator, batch_size:int=1, channels:int=None, scheme:str='auto', t_range=(0.0, 1.0)):
+        "`batch_size` (noise, timestep) pairs for `latents` (1, C, h, w), from `generator`; timesteps inside the fraction `t_range` of the schedule (0: clean, 1: pure noise)."
         raise NotImplementedError
     def loss(self, denoiser, scheduler, latents, cond, noise, timesteps, dtype=None, guidance=None):
         "Mean squared error of the denoiser's prediction against its training target, in float32."
@@ -107,6 +107,34 @@ class Family:
         return [n for n, m in denoiser.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
                 and n.split('.')[0] in self.block_roots]
     block_roots = ()
+
+    # -- the parts of the denoiser: what trains (`imagic.core.DENOISER_PARTS`), what is forgotten at sampling (`FORGET_PARTS`)
+    parts = ('all', 'attention')                   # the training parts this family's denoiser has
+    forget_parts = ('none', 'all_but_attention')   # the forgetting choices that apply to it
+    no_parts_reason = 'its denoiser is a transformer: it has no encoder and decoder halves'
+    def in_part(self, name:str, part:str) -> bool:
+        "Whether the denoiser's parameter (or module) `name` lies in `part`: a `DENOISER_PARTS` key, or 'cross_kv'."
+        comps = name.split('.')
+        if part == 'all': return True
+        if part == 'attention': return any(c.startswith('attn') for c in comps)
+        raise ValueError(f"the part {part!r} does not apply to {self.title}: {self.no_parts_reason}")
+    def forgotten(self, name:str, parts:str) -> bool:
+        "Whether `forget(..., parts)` puts the parameter `name` back to its pretrained value."
+        if parts == 'none': return False
+        if parts == 'all_but_attention': return not self.in_part(name, 'attention')
+        if parts == 'all_but_cross_kv': return not self.in_part(name, 'cross_kv')
+        return self.in_part(name, parts)  # 'encoder', 'decoder'
+    def check_part(self, part:str):
+        "A one-line error unless this family's denoiser has the training part `part`."
+        if part not in self.parts:
+            raise ValueError(f"finetune_parts={part!r} does not apply to {self.title} ({self.no_parts_reason}); it takes {', '.join(self.parts)}")
+    def check_forget(self, parts:str):
+        "A one-line error unless the forgetting choice `parts` applies to this family."
+        if parts not in self.forget_parts:
+            raise ValueError(f"forget={parts!r} does not apply to {self.title} ({self.no_parts_reason}); it takes {', '.join(self.forget_parts)}")
+    def check_settings(self, s):
+        "Refuse, in one line, a `Settings` whose recipe fields do not apply to this family."
+        self.check_part(s.finetune_parts); self.check_forget(s.forget)
 
     # -- what else the pipeline is called with (baselines that run diffusers' own pipelines)
     def call_kwargs(self, pipe) -> dict: return {}
@@ -178,14 +206,30 @@ class DiffusionFamily(Family):
     def predict(self, denoiser, x, t, cond, dtype=None, guidance=None):
         return denoiser(x, t, **self.unet_inputs(cond, dtype)).sample
 
-    def draw(self, latents, scheduler, generator, batch_size:int=1, channels:int=None, scheme:str='auto'):
+    def draw(self, latents, scheduler, generator, batch_size:int=1, channels:int=None, scheme:str='auto', t_range=(0.0, 1.0)):
         _check_scheme(scheme)
         T = scheduler.config.num_train_timesteps
-        if scheme in ('auto', 'uniform'): return draw_noise(latents, T, generator, batch_size, channels)  # DDPM's own draw
+        lo, hi = (float(x) for x in t_range)
+        whole = (lo, hi) == (0.0, 1.0)
+        if scheme in ('auto', 'uniform') and whole: return draw_noise(latents, T, generator, batch_size, channels)  # DDPM's own draw
         gdev, c = generator.device, channels or latents.shape[1]
         noise = torch.randn((batch_size, c, *latents.shape[2:]), generator=generator, device=gdev, dtype=torch.float32)
-        t = (_timestep_fraction(scheme, batch_size, generator, gdev) * T).long().clamp(0, T - 1)
+        if scheme in ('auto', 'uniform'):  # uniform over the integer timesteps of the range
+            a = min(int(round(lo * T)), T - 1); b = max(a + 1, int(round(hi * T)))
+            t = torch.randint(a, b, (batch_size,), generator=generator, device=gdev)
+        else: t = ((lo + (hi - lo) * _timestep_fraction(scheme, batch_size, generator, gdev)) * T).long().clamp(0, T - 1)
         return noise.to(latents.device), t.to(latents.device)
+
+    # the UNet's halves: Forgedit's parts and forgetting choices all apply
+    parts = ('all', 'attention', 'encoder', 'decoder', 'forgedit')
+    forget_parts = ('none', 'encoder', 'decoder', 'all_but_attention', 'all_but_cross_kv')
+    def in_part(self, name:str, part:str) -> bool:
+        comps = name.split('.')
+        if part == 'encoder': return comps[0] == 'down_blocks'
+        if part == 'decoder': return comps[0] == 'up_blocks'
+        if part == 'forgedit': return comps[0] in ('down_blocks', 'up_blocks') and len(comps) > 1 and comps[1] in ('1', '2', '3')
+        if part == 'cross_kv': return 'attn2' in comps and any(c in ('to_k', 'to_v') for c in comps)
+        return super().in_part(name, part)
 
     def noisy_input(self, x_t, cond, extra):
         "The denoiser's input from the noised latents (the upscaler adds its low-resolution image)."
@@ -240,12 +284,14 @@ class FlowFamily(Family):
         "A fresh copy of the pipeline's scheduler: `set_timesteps` (sampling, SDEdit) mutates the pipeline's own."
         return type(pipe.scheduler).from_config(pipe.scheduler.config)
 
-    def draw(self, latents, scheduler, generator, batch_size:int=1, channels:int=None, scheme:str='auto'):
+    def draw(self, latents, scheduler, generator, batch_size:int=1, channels:int=None, scheme:str='auto', t_range=(0.0, 1.0)):
         _check_scheme(scheme)
         gdev = generator.device
         c = channels or latents.shape[1]
         noise = torch.randn((batch_size, c, *latents.shape[2:]), generator=generator, device=gdev, dtype=torch.float32)
         u = _timestep_fraction(self.default_scheme if scheme == 'auto' else scheme, batch_size, generator, gdev)
+        lo, hi = (float(x) for x in t_range)
+        if (lo, hi) != (0.0, 1.0): u = lo + (hi - lo) * u  # the fraction of the schedule asked for
         n = len(scheduler.timesteps)
         idx = (u * n).long().clamp(0, n - 1)
         t = scheduler.timesteps.to(gdev)[idx]  # σ × num_train_timesteps, as the training scripts take them

@@ -1,0 +1,121 @@
+"""Candidate recipes of Imagic on the bundled world's validation edits: one record per edit, one point per recipe.
+
+Each candidate is the model's recommended settings (or one of its presets) with some fields changed: the recipes that
+followed the paper (a joint stage, which parts train, forgetting and mixing at sampling, vector projection, timestep
+ranges, batches, schedules, adaptive stopping) as `imagic.Settings` fields. Every candidate is fitted on the same
+validation edits (`benchmarks/sweep.py`'s: the first `--edits` of each kind) and sampled on the same η grid with the
+four seeds, the records stored in `--records` as `imagic.world.run_edits` writes them: a rerun goes on where the last
+one stopped, and the recommended settings' records from the earlier sweep (`06_sweep.jsonl`) are read, not refitted.
+
+    python benchmarks/recipes.py --run joint40 fgt_enc --kinds pose          # fit what is not stored yet
+    python benchmarks/recipes.py --table                                       # every candidate's rates and fit seconds
+    python benchmarks/recipes.py --figure nbs/world/09_recipes.png             # success against fit seconds
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sweep import chosen_edits  # noqa: E402
+
+RECORDS = Path(__file__).parent.parent / 'nbs' / 'world' / '09_recipes.jsonl'
+ETAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# name -> (preset, changes, what it is). The stored sweep's records fitted `fast` with the η of its time (0.6-0.8): the
+# fit does not depend on `etas` (the grid above is sampled whatever it says), so 'fast' keeps them and its records are read.
+CANDIDATES = {
+    'paper': ('paper', {}, "the paper's steps (1000 + 1500) at the model's paper learning rates"),
+    'recommended': (None, {}, "today's recommended: 100 + 900 steps, full fine-tuning at 3e-5"),
+    'fast': ('fast', dict(etas=[0.6, 0.7, 0.8]), "today's fast: LoRA rank 16 on every layer, 400 steps at 1e-3"),
+    'ft200': (None, dict(finetune_steps=200, finetune_lr=1.5e-4), '100 + 200 steps, full fine-tuning at 1.5e-4'),
+    'ft150cos': (None, dict(finetune_steps=150, finetune_lr=3e-4, lr_schedule='cosine'), '100 + 150 steps at 3e-4, cosine decay'),
+    'joint100': (None, dict(embed_steps=0, finetune_steps=0, joint_steps=100, joint_embed_lr=1e-2, joint_lr=1.5e-4),
+                 'the joint stage alone: 100 steps, embedding 1e-2, UNet 1.5e-4'),
+    'forgedit': (None, dict(embed_steps=0, finetune_steps=0, joint_steps=40, joint_batch=10, joint_embed_lr=1e-3, joint_lr=6e-5,
+                            finetune_parts='forgedit', stop_loss=0.03),
+                 "Forgedit's recipe as published: joint, batch 10, 40 steps, blocks 1-3, stop under 0.03"),
+    'forgedit_hi': (None, dict(embed_steps=0, finetune_steps=0, joint_steps=40, joint_batch=4, joint_embed_lr=1e-2, joint_lr=3e-4,
+                               finetune_parts='forgedit'), 'joint, batch 4, 40 steps, blocks 1-3, learning rates for this small model'),
+    'ft200_fgt_enc': (None, dict(finetune_steps=200, finetune_lr=1.5e-4, forget='encoder'), 'ft200, the encoder forgotten at sampling'),
+    'rec_fgt_enc': (None, dict(forget='encoder'), 'recommended, the encoder forgotten at sampling'),
+    'rec_mix': (None, dict(mix_weight=0.5, mix_range=[0.6, 1.0]), 'recommended, half the pretrained prediction for t >= 600 (SINE)'),
+    'rec_project': (None, dict(edit_rule='project'), 'recommended, stage 3 by vector projection'),
+}
+
+
+def settings_of(pipe, name:str):
+    import imagic
+    if name not in CANDIDATES: raise SystemExit(f"unknown candidate {name!r}; one of {', '.join(CANDIDATES)}")
+    preset, changes, _ = CANDIDATES[name]
+    return imagic.Settings.for_model(pipe, preset=preset, **changes)
+
+
+def stored(pipe, name, edits, records):
+    from imagic.world.edits import stored_records
+    s = settings_of(pipe, name)
+    out = {}
+    for path in records: out.update(stored_records(path, pipe, edits, s, ETAS, s.seeds, False))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split('\n\n', 1)[1],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--model', default='birds')
+    ap.add_argument('--run', nargs='*', default=[], help='candidates to fit (what is not stored yet)')
+    ap.add_argument('--edits', type=int, default=8, help='validation edits per kind')
+    ap.add_argument('--kinds', nargs='+', default=None)
+    ap.add_argument('--records', default=str(RECORDS))
+    ap.add_argument('--table', action='store_true')
+    ap.add_argument('--figure', default=None, help='write the recipe figure (PNG) here')
+    args = ap.parse_args(argv)
+    import imagic
+    from imagic.world import EDIT_KINDS, run_edits, trained_on_details
+    pipe = imagic.load_pipeline(args.model, device='cpu')
+    kinds = args.kinds or list(EDIT_KINDS)
+    edits = [e for e in chosen_edits(args.edits, EDIT_KINDS, trained_on_details(pipe)) if e.kind in kinds]
+    reads = [args.records, str(Path(args.records).parent / '06_sweep.jsonl')]
+    for name in args.run:
+        s = settings_of(pipe, name)
+        done = stored(pipe, name, edits, reads)
+        for j, e in enumerate(edits):
+            if j in done: continue
+            r, = run_edits(pipe, [e], s, etas=ETAS, seeds=s.seeds, ablation=False, progress=False, records=args.records)
+            print(f"{name}: edit {j + 1}/{len(edits)} ({e.kind}) fit {r['fit_s']:.1f} s", flush=True)
+    if args.table or args.figure:
+        rows = table(pipe, edits, reads)
+        for r in rows: print(json.dumps(r))
+        if args.figure: figure(rows, args.figure)
+
+
+def table(pipe, edits, reads) -> list:
+    "Per candidate with stored records: the edits stored, its best η by 'both' over all stored edits, the rates there, pose's, mean fit seconds."
+    import numpy as np
+    from imagic.world.edits import edit_successes
+    out = []
+    for name in CANDIDATES:
+        recs = list(stored(pipe, name, edits, reads).values())
+        if not recs: continue
+        best = max(ETAS, key=lambda e: (np.mean(edit_successes(recs, e)), e))
+        pose = [r for r in recs if r['edit'].kind == 'pose']
+        out.append(dict(name=name, n=len(recs), eta=best, both=float(np.mean(edit_successes(recs, best))),
+                        pose_n=len(pose), pose=float(np.mean(edit_successes(pose, best))) if pose else None,
+                        fit_s=float(np.mean([r['fit_s'] for r in recs])), what=CANDIDATES[name][2]))
+    return out
+
+
+def figure(rows, path):
+    import matplotlib; matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    for r in rows:
+        ax.scatter(r['fit_s'], 100 * r['both'], s=30, color='C1' if r['name'] in ('paper', 'recommended', 'fast') else 'C0')
+        ax.annotate(f"{r['name']} (η {r['eta']})", (r['fit_s'], 100 * r['both']), fontsize=8, xytext=(4, 3), textcoords='offset points')
+    ax.set_xscale('log'); ax.set_xlabel('fit seconds per edit (this CPU, mean over the edits)'); ax.set_ylabel('edits succeeded (%)')
+    n = sorted({r['n'] for r in rows})
+    ax.set_title(f"Recipes on validation edits ({'/'.join(map(str, n))} edits; one seed of four at the recipe's best η)", fontsize=9)
+    ax.grid(alpha=.3); fig.tight_layout(); fig.savefig(path); plt.close(fig)
+
+
+if __name__ == '__main__':
+    main()
