@@ -14,6 +14,7 @@ lic = licenses[cfg['license']]
 requirements = cfg.get('requirements', '').split()
 dev_requirements = cfg.get('dev_requirements', '').split()
 tutorials_requirements = cfg.get('tutorials_requirements', '').split()
+docs_requirements = cfg.get('docs_requirements', '').split()
 scripts = [s for s in cfg.get('console_scripts', '').split() if s]
 readme = Path(__file__).parent / 'README.md'
 
@@ -40,7 +41,8 @@ setuptools.setup(
     include_package_data=True,
     package_data={'imagic': ['models/**/*', 'models/*', 'jupyter/**/*']},
     install_requires=requirements,
-    extras_require={'tutorials': tutorials_requirements, 'dev': dev_requirements + tutorials_requirements},
+    extras_require={'tutorials': tutorials_requirements, 'docs': docs_requirements,
+                    'dev': sorted(set(dev_requirements + tutorials_requirements + docs_requirements))},
     entry_points={'console_scripts': scripts, 'nbdev': [f"{cfg['lib_path']}={cfg['lib_path']}._modidx:d"]},
     zip_safe=False,
 )

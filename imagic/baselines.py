@@ -20,7 +20,7 @@ from .core import (DEFAULT_CLIP, Settings, append_jsonl, cond_map, encode_image,
                          family, read_jsonl, recommended_settings, to_pil)
 from .state import model_fingerprint, results_key
 
-# %% ../nbs/15_baselines.ipynb 6
+# %% ../nbs/15_baselines.ipynb 7
 DEFAULT_KNOBS = {
     'imagic': dict(eta=None),  # None: the middle of the model's recommended etas
     'sdedit': dict(strength=0.6, guidance_scale=7.5, steps=50),
@@ -59,7 +59,7 @@ def register(name:str):
     def deco(fn): METHODS[name] = fn; return fn
     return deco
 
-# %% ../nbs/15_baselines.ipynb 9
+# %% ../nbs/15_baselines.ipynb 10
 @register('sdedit')
 def sdedit(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), **knobs) -> dict:
     "SDEdit (Meng et al., 2022): noise the input to `strength`, denoise toward `text`. `{seed: PIL image}`."
@@ -77,7 +77,7 @@ def sdedit(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), **kno
               **family(pipe).call_kwargs(pipe)).images
     return dict(zip(seeds, ims))
 
-# %% ../nbs/15_baselines.ipynb 12
+# %% ../nbs/15_baselines.ipynb 13
 def ddim_invert(pipe, latents, condition, steps:int=50) -> torch.Tensor:
     "The noise latents that DDIM maps to `latents` under `condition` (no guidance): `DDIMInverseScheduler` with the pipeline's config."
     from diffusers import DDIMInverseScheduler
@@ -106,7 +106,7 @@ def ddim_inversion(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3
               height=side, width=side).images[0]
     return {s: im for s in seeds}
 
-# %% ../nbs/15_baselines.ipynb 15
+# %% ../nbs/15_baselines.ipynb 16
 @register('ledits')
 def ledits(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), **knobs) -> dict:
     "LEDITS++ (Brack et al., 2024): invert under `source_text`, edit toward `text` and away from `source_text`. `{seed: PIL image}`."
@@ -142,7 +142,7 @@ def _attends_at_quarter(unet) -> bool:
     types = unet.config.down_block_types
     return len(types) > 2 and 'CrossAttn' in types[2]
 
-# %% ../nbs/15_baselines.ipynb 18
+# %% ../nbs/15_baselines.ipynb 20
 @register('imagic')
 def imagic_edit(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), **knobs) -> dict:
     "Imagic with the model's recommended settings (knobs: `eta`, or any `Settings` field), at the middle recommended η by default. `{seed: PIL image}`."
@@ -154,7 +154,7 @@ def imagic_edit(pipe, image, text:str, *, source_text=None, seeds=(0, 1, 2, 3), 
     ed.fit(image, text, progress=False)
     return ed.edit(etas=[eta], seeds=seeds, progress=False)[eta]
 
-# %% ../nbs/15_baselines.ipynb 23
+# %% ../nbs/15_baselines.ipynb 25
 def _resolved_knobs(pipe, method:str, given:dict) -> dict:
     "Every value a method's run depends on: its knobs after defaults and the model's stored choice, and for Imagic its full settings."
     k = knobs_for(pipe, method, **given)
@@ -225,7 +225,7 @@ def format_table(rows) -> str:
                      f"{r['clip']:.1f} | {r['one_minus_lpips']:.3f} | {r['seconds']:.1f} |")
     return '\n'.join(lines)
 
-# %% ../nbs/15_baselines.ipynb 27
+# %% ../nbs/15_baselines.ipynb 30
 KNOB_GRIDS = {
     'sdedit': {'strength': (0.4, 0.5, 0.6, 0.7, 0.8)},
     'ddim_inversion': {'guidance_scale': (1.0, 1.5, 3.0, 5.0, 7.5)},
@@ -254,7 +254,7 @@ def store_knobs(model_dir, method:str, knobs:dict) -> Path:
     stored = recommended_settings(Path(model_dir)).get('baselines', {})
     return store_settings(model_dir, {'baselines': {**stored, method: {**stored.get(method, {}), **knobs}}})
 
-# %% ../nbs/15_baselines.ipynb 30
+# %% ../nbs/15_baselines.ipynb 33
 TRADEOFF_KNOBS = {  # method: (its knob, the values a trade-off curve sweeps)
     'sdedit': ('strength', (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
     'ddim_inversion': ('guidance_scale', (1.0, 1.5, 3.0, 5.0, 7.5)),

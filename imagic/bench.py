@@ -21,7 +21,7 @@ import numpy as np
 from .core import DEFAULT_CLIP, Settings, atomic_write, encode_image, encode_text, image_size, load_image, open_image, restore_aspect
 from .stages import fit_stages, generate_edits
 
-# %% ../nbs/12_bench.ipynb 6
+# %% ../nbs/12_bench.ipynb 7
 @dataclass(frozen=True)
 class Item:
     "One benchmark item: an input image (under `originals/`), a target text, and optionally the input's caption (DDIM inversion and LEDITS++ need one)."
@@ -58,7 +58,7 @@ def read_dataset(folder) -> list:
     if len({it.id for it in items}) < len(items): raise ValueError(f"{listing} lists the same (image, text) pair twice")
     return items
 
-# %% ../nbs/12_bench.ipynb 8
+# %% ../nbs/12_bench.ipynb 9
 def write_world_dataset(folder, n_images:int=3, seed:int=10_000_103, res:int=64) -> Path:
     "A TEdBench-format folder of held-out world scenes with one or two target texts each (the world's edit kinds in turn: pose, colour, background, accessory), and each input's caption."
     from imagic.world.scene import random_scene, render
@@ -76,14 +76,14 @@ def write_world_dataset(folder, n_images:int=3, seed:int=10_000_103, res:int=64)
     (folder / 'input_list.json').write_text(json.dumps(entries, indent=1))
     return folder
 
-# %% ../nbs/12_bench.ipynb 12
+# %% ../nbs/12_bench.ipynb 13
 def shard(items, process_index:int=0, num_processes:int=1) -> list:
     "The items this process runs: images in order of first appearance, dealt round-robin; each image's items together."
     if not 0 <= process_index < num_processes: raise ValueError(f"process {process_index} of {num_processes}?")
     order = list(dict.fromkeys(it.img_name for it in items))
     return [it for name in order[process_index::num_processes] for it in items if it.img_name == name]
 
-# %% ../nbs/12_bench.ipynb 15
+# %% ../nbs/12_bench.ipynb 16
 def item_done(out, item:Item) -> bool:
     "Whether `item`'s outputs are complete in `out` (its folder exists: it is only ever renamed into place whole)."
     return (Path(out) / 'items' / item.id / 'item.json').is_file()
@@ -153,7 +153,7 @@ def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip
     os.replace(work, final)
     return rec
 
-# %% ../nbs/12_bench.ipynb 17
+# %% ../nbs/12_bench.ipynb 18
 def summarize(out, items=None) -> dict:
     "Rebuild the summary from the finished items in `out` (all of them, or those of `items`); writes CSV, JSON and the trade-off plot."
     from imagic.figures import tradeoff_figure
@@ -188,7 +188,7 @@ def summarize(out, items=None) -> dict:
         plt.close(fig)
     return summary
 
-# %% ../nbs/12_bench.ipynb 19
+# %% ../nbs/12_bench.ipynb 20
 def _check_method(out, method):
     "One method per output folder: refuse to mix results."
     for p in (Path(out) / 'items').glob('*/item.json'):

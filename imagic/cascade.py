@@ -13,7 +13,7 @@ from .core import (UpscaleCondition, cond_map, encode_image, encode_text, load_i
                          to_pil)
 from .stages import finetune
 
-# %% ../nbs/16_cascade.ipynb 6
+# %% ../nbs/16_cascade.ipynb 7
 def upscale_factor(up) -> int:
     "How many times larger an upscaler's output is than its input (4 for the x4 upscaler)."
     if family(up).role != 'upscaler': raise ValueError(f"expected an x4 upscaler (StableDiffusionUpscalePipeline), got {type(up).__name__}")
@@ -31,7 +31,7 @@ def upscaler_condition(up, text, low_res:torch.Tensor, noise_level:int=20) -> Up
     dev = up.unet.device
     return UpscaleCondition(emb.to(dev), (low * 2 - 1).to(dev, torch.float32), noise_level, a)
 
-# %% ../nbs/16_cascade.ipynb 9
+# %% ../nbs/16_cascade.ipynb 10
 def finetune_upscaler(
     up,                  # an x4 upscaler pipeline (`StableDiffusionUpscalePipeline`); `up.unet` is copied, never modified
     image:torch.Tensor,  # the input at the upscaler's output size, (3, H, W) in [0, 1]
@@ -53,7 +53,7 @@ def finetune_upscaler(
     cond = upscaler_condition(up, e_tgt, low_res, noise_level)
     return finetune(up, latents, cond, steps=steps, lr=lr, generator=generator, progress=progress, callback=callback, **kwargs)
 
-# %% ../nbs/16_cascade.ipynb 12
+# %% ../nbs/16_cascade.ipynb 13
 def upscale(up, images, e_tgt, seeds, *, unet=None, steps:int=50, guidance_scale:float=7.5, noise_level:int=20,
             batch_size=None, progress:bool=False) -> list:
     "Upsample PIL `images` (one seed each) with `up` (its UNet, or `unet`), conditioned on `e_tgt` (a text, or the upscaler's embedding of it)."
@@ -74,7 +74,7 @@ def upscale(up, images, e_tgt, seeds, *, unet=None, steps:int=50, guidance_scale
                     generator=[torch.Generator('cpu').manual_seed(s) for s in seeds[i:i + bs]]).images
     return out
 
-# %% ../nbs/16_cascade.ipynb 15
+# %% ../nbs/16_cascade.ipynb 16
 def fit_upscaler(up, image:torch.Tensor, low_res:torch.Tensor, text:str, settings, progress:bool=True, checkpoint=None) -> tuple:
     "The cascade's fine-tuning with `settings`' upscaler fields: (fine-tuned UNet, per-step losses, `text` by the upscaler's text encoder)."
     s, e_up = settings, encode_text(up, text)

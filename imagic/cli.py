@@ -25,7 +25,7 @@ from .baselines import DEFAULT_KNOBS, METHODS, knobs_for
 
 METHOD_NAMES = ('imagic',) + tuple(m for m in METHODS if m != 'imagic')
 
-# %% ../nbs/13_cli.ipynb 6
+# %% ../nbs/13_cli.ipynb 7
 class UsageError(Exception):
     "Bad input from the user: reported in one line, exit status 2."
 
@@ -65,7 +65,7 @@ def _pos_float(text):
     if not math.isfinite(v) or v < 0: raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
     return v
 
-# %% ../nbs/13_cli.ipynb 8
+# %% ../nbs/13_cli.ipynb 9
 _SETTING_OPTS = [  # (flag, Settings field, type, help)
     ('--embed-steps', 'embed_steps', _nonneg_int, 'stage 1 Adam steps'),
     ('--embed-lr', 'embed_lr', _pos_float, 'stage 1 learning rate'),
@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(b)
     return p
 
-# %% ../nbs/13_cli.ipynb 10
+# %% ../nbs/13_cli.ipynb 11
 def _imagic_only(args) -> list:
     "The options given that only Imagic has (its settings: stages, sampling, η, preset)."
     given = [flag for flag, field, _, _ in _SETTING_OPTS if getattr(args, field) is not None]
@@ -225,7 +225,7 @@ def _load_upscaler(args, pipe):
 
 def _progress(args) -> bool: return not args.quiet and sys.stderr.isatty()
 
-# %% ../nbs/13_cli.ipynb 14
+# %% ../nbs/13_cli.ipynb 15
 def _open_image(path):
     "The input, opened once (upright RGB), or a UsageError naming what is wrong with it."
     try: return open_image(path)
@@ -319,7 +319,7 @@ def cmd_edit(args) -> int:
     _say(args, f"imagic: {len(files)} edit(s) in {out} ({', '.join(f'{k} {v:.1f} s' for k, v in timings.items())})")
     return 0
 
-# %% ../nbs/13_cli.ipynb 16
+# %% ../nbs/13_cli.ipynb 17
 def _distributed():
     "accelerate's PartialState when launched by `accelerate launch` (or torchrun); None for a plain run."
     if int(os.environ.get('WORLD_SIZE', '1')) <= 1: return None
@@ -363,7 +363,7 @@ def cmd_bench(args) -> int:
                 print(f"{eta} {r['clip']:7.2f} {r['fidelity']:8.3f} {r['n']:4d}")
     return 0
 
-# %% ../nbs/13_cli.ipynb 18
+# %% ../nbs/13_cli.ipynb 19
 def main(argv=None) -> int:
     "The `imagic` console script (also `python -m imagic`)."
     args = build_parser().parse_args(argv)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-# %% ../nbs/01_core.ipynb 6
+# %% ../nbs/01_core.ipynb 7
 PACKAGE_DIR = Path(__file__).parent if '__file__' in globals() else Path('../imagic').resolve()
 BUNDLED_MODELS = {'birds': PACKAGE_DIR / 'models' / 'birds',  # name -> folder shipped inside the package
                   'birds-x4': PACKAGE_DIR / 'models' / 'birds-x4'}
@@ -84,7 +84,7 @@ def bundled_name(model):
     except (TypeError, OSError): return None
     return next((name for name, folder in BUNDLED_MODELS.items() if folder.resolve() == path), None)
 
-# %% ../nbs/01_core.ipynb 7
+# %% ../nbs/01_core.ipynb 8
 def pipeline_class_name(source:str) -> str:
     "The `_class_name` in a model folder's (or hub id's) `model_index.json`; '' when it cannot be read."
     path = Path(source)
@@ -176,12 +176,12 @@ def denoiser_of(pipe):
     "The network a pipeline denoises with and stage 2 fine-tunes: its UNet, or its transformer (SD3, FLUX.1)."
     return family(pipe).denoiser(pipe)
 
-# %% ../nbs/01_core.ipynb 12
+# %% ../nbs/01_core.ipynb 14
 def image_size(pipe) -> int:
     "Side in pixels of the square images `pipe` was trained on."
     return family(pipe).image_size(pipe)
 
-# %% ../nbs/01_core.ipynb 15
+# %% ../nbs/01_core.ipynb 17
 @dataclass
 class Settings:
     "Every setting of Imagic's three stages. Defaults: the paper's Stable Diffusion values."
@@ -392,7 +392,7 @@ def check_eta(eta) -> float:
     if not 0 <= eta <= 1: warnings.warn(f"η={eta} lies outside [0, 1]: this extrapolates beyond the paper's interpolation")
     return eta
 
-# %% ../nbs/01_core.ipynb 16
+# %% ../nbs/01_core.ipynb 18
 def _model_source(model):
     if model is None: return None
     return getattr(model, 'name_or_path', None) or (model if isinstance(model, (str, Path)) else None)
@@ -414,7 +414,7 @@ def recommended_settings(model) -> dict:
     try: return json.loads(path.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON: {e}") from None
 
-# %% ../nbs/01_core.ipynb 22
+# %% ../nbs/01_core.ipynb 24
 MIN_IMAGE_SIDE = 16  # smaller images hold too little to encode meaningfully
 
 def _to_rgb(img:Image.Image) -> Image.Image:
@@ -508,7 +508,7 @@ def restore_aspect(
     target = (round(min(w, h) * scale),) * 2 if fit == 'crop' else (max(1, round(w * scale)), max(1, round(h * scale)))
     return out if out.size == target else out.resize(target, Image.LANCZOS)
 
-# %% ../nbs/01_core.ipynb 28
+# %% ../nbs/01_core.ipynb 30
 def encode_image(pipe, image:torch.Tensor) -> torch.Tensor:
     "Image(s) (3,H,W) or (B,3,H,W) in [0,1] -> latents (B,C,h,w): the VAE's posterior mean, shifted and scaled as the family says ((z − `shift_factor`) × `scaling_factor` for all five)."
     if image.ndim == 3: image = image[None]
@@ -534,7 +534,7 @@ def to_pil(images:torch.Tensor) -> list:
     a = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return [Image.fromarray(x) for x in a]
 
-# %% ../nbs/01_core.ipynb 30
+# %% ../nbs/01_core.ipynb 32
 @dataclass
 class TextCondition:
     "A text condition with a pooled embedding: token embeddings (N, T, d), pooled embedding (N, p) and, for SDXL, size ids (N, 6) (None for SD3 and FLUX.1)."
@@ -605,7 +605,7 @@ def unconditional(pipe, like):
     "The condition guidance contrasts with, shaped like one row of `like`, as the family's pipeline makes it (SDXL's `force_zeros_for_empty_prompt` gives zeros; SD3 and FLUX.1 encode the empty prompt)."
     return family(pipe).unconditional(pipe, like)
 
-# %% ../nbs/01_core.ipynb 31
+# %% ../nbs/01_core.ipynb 33
 def encode_text(pipe, text, original_size=None):
     "Text (or list of texts) -> the denoiser's text condition: an embedding (N, T, d) for SD, a `TextCondition` for SDXL, SD3 and FLUX.1 (`original_size`: (h, w) of the input, for SDXL's size ids), as the family's pipeline encodes it. Warns when a text is truncated."
     texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
@@ -618,7 +618,7 @@ def encode_text(pipe, text, original_size=None):
             warnings.warn(f"text has {len(f)} tokens, more than the tokenizer's {tok.model_max_length}: truncated ({t[:40]!r}...)")
     return family(pipe).encode_text(pipe, texts, original_size)
 
-# %% ../nbs/01_core.ipynb 36
+# %% ../nbs/01_core.ipynb 38
 def make_generator(device, seed:int=0) -> torch.Generator:
     "A `torch.Generator` on `device` seeded with `seed` (library code never touches the global random state)."
     return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
@@ -644,7 +644,7 @@ def diffusion_loss(unet, scheduler, latents, embedding, noise, timesteps, *, dty
     emb = cond_map(lambda e: e.expand(b, *e.shape[1:]) if e.shape[0] == 1 else e, embedding)
     return fam.loss(unet, scheduler, latents, emb, noise, timesteps, dtype=dtype, guidance=guidance)
 
-# %% ../nbs/01_core.ipynb 38
+# %% ../nbs/01_core.ipynb 40
 def evaluation_loss(pipe, latents, condition, unet=None, n:int=16, seed:int=1234, *, denoiser=None,
                     timestep_sampling:str='auto', guidance=None) -> float:
     "Diffusion loss averaged over `n` fixed (noise, timestep) pairs (the same pairs for the same `seed`); `condition`: from `encode_text` or stage 1; `denoiser` (alias `unet`): the network to score, `pipe`'s own by default."
@@ -657,7 +657,7 @@ def evaluation_loss(pipe, latents, condition, unet=None, n:int=16, seed:int=1234
         return diffusion_loss(net, sched, latents, cond_map(lambda e: e.to(latents.device), condition),
                               noise.to(latents.device), t.to(latents.device), guidance=guidance, family=fam).item()
 
-# %% ../nbs/01_core.ipynb 41
+# %% ../nbs/01_core.ipynb 43
 def atomic_write(path, write):
     "Call `write(tmp_path)` then rename the temporary file to `path`: readers never see a partial file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
@@ -670,14 +670,14 @@ def atomic_write(path, write):
         raise
     return path
 
-# %% ../nbs/01_core.ipynb 44
+# %% ../nbs/01_core.ipynb 46
 def store_settings(model_dir, entries:dict) -> Path:
     "Merge `entries` (top-level keys) into the model folder's `imagic_settings.json`, written whole; other entries are kept."
     path = Path(model_dir) / SETTINGS_FILE
     cur = json.loads(path.read_text()) if path.exists() else {}
     return atomic_write(path, lambda t: Path(t).write_text(json.dumps({**cur, **entries}, indent=2) + '\n'))
 
-# %% ../nbs/01_core.ipynb 47
+# %% ../nbs/01_core.ipynb 49
 def append_jsonl(path, record:dict) -> Path:
     "Append `record` to the JSON-lines file `path` (created with its folder)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)

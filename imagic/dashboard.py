@@ -65,7 +65,7 @@ class Dashboard:
         from IPython.display import display
         display(self.widget)
 
-# %% ../nbs/11_dashboard.ipynb 6
+# %% ../nbs/11_dashboard.ipynb 7
 def _pil(x):
     from imagic.core import to_pil
     return to_pil(x)[0]
@@ -110,7 +110,7 @@ def _fill_grid(self:Dashboard, button=None):
 
 Dashboard.update, Dashboard.fill_grid = _update, _fill_grid
 
-# %% ../nbs/11_dashboard.ipynb 10
+# %% ../nbs/11_dashboard.ipynb 12
 VOILA_TEMPLATE = 'imagic-offline'
 
 def _jupyter_data() -> Path:
@@ -133,7 +133,7 @@ def serve(notebook, port:int=None, open_browser:bool=True) -> int:
     argv, env = voila_command(notebook, port, open_browser)
     return subprocess.call(argv, env=env)
 
-# %% ../nbs/11_dashboard.ipynb 12
+# %% ../nbs/11_dashboard.ipynb 14
 def main(argv=None):
     "Command line: `python -m imagic.dashboard NOTEBOOK [--port N] [--no-browser]`."
     import argparse

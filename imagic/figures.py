@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-# %% ../nbs/10_figures.ipynb 5
+# %% ../nbs/10_figures.ipynb 6
 def _np(im) -> np.ndarray:
     if isinstance(im, torch.Tensor): return im.detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
     return np.asarray(im)
@@ -58,7 +58,7 @@ def _wrap(text, width=22):
         else: cur = f'{cur} {w}'.strip()
     return '\n'.join(lines + [cur])
 
-# %% ../nbs/10_figures.ipynb 7
+# %% ../nbs/10_figures.ipynb 8
 def texts_figure(image, edits:dict, title='One input, several target texts', save=None):
     "The input, then one edit per target text: `edits` maps text -> image."
     fig, axs = _grid(1, len(edits) + 1)
@@ -66,7 +66,7 @@ def texts_figure(image, edits:dict, title='One input, several target texts', sav
     for ax, (text, im) in zip(axs[0, 1:], edits.items()): _show(ax, im, _wrap(text))
     return _finish(fig, title, save)
 
-# %% ../nbs/10_figures.ipynb 10
+# %% ../nbs/10_figures.ipynb 11
 def seeds_figure(editor, eta:float, seeds=(0, 1, 2, 3, 4, 5), save=None, verdict=None, **edit_kwargs):
     "The input and one edit per seed at one η, sampled in one batch; `verdict(image) -> judge dict` labels each edit."
     row = editor.edit(eta, list(seeds), **edit_kwargs)[float(eta)]
@@ -83,7 +83,7 @@ def eta_strip(editor, etas=(0.0, 0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0), seed:int=0,
     for ax, (eta, row) in zip(axs[0, 1:], grid.items()): _show(ax, row[seed], f'η = {eta:g}', verdict=verdict(row[seed]) if verdict else None)
     return _finish(fig, f'"{editor.state.text}", seed {seed}', save)
 
-# %% ../nbs/10_figures.ipynb 13
+# %% ../nbs/10_figures.ipynb 14
 def ablation_figure(editor, eta:float, seeds=(0, 1, 2, 3), save=None, verdict=None, **edit_kwargs):
     "Fine-tuned (top) vs pretrained (bottom) model at the same η and seeds; `verdict` as in `seeds_figure`."
     tuned = editor.edit(eta, list(seeds), **edit_kwargs)[float(eta)]
@@ -95,7 +95,7 @@ def ablation_figure(editor, eta:float, seeds=(0, 1, 2, 3), save=None, verdict=No
         _show(axs[1, j + 1], pre[seed], f'pretrained, seed {seed}', verdict=verdict(pre[seed]) if verdict else None)
     return _finish(fig, f'"{editor.state.text}", η = {eta:g}: with and without stage 2', save)
 
-# %% ../nbs/10_figures.ipynb 16
+# %% ../nbs/10_figures.ipynb 17
 def _spread(rows, key):
     "Per row, (below, above) the mean: the interquartile range where the table has it, else ± one standard error."
     lo, hi = [], []
@@ -139,7 +139,7 @@ def loss_figure(state, save=None):
         ax.set_title(name, fontsize=9); ax.set_xlabel('step'); ax.set_ylabel('diffusion loss'); ax.legend(fontsize=7)
     return _finish(fig, f'"{state.text}"', save)
 
-# %% ../nbs/10_figures.ipynb 19
+# %% ../nbs/10_figures.ipynb 20
 METHOD_TITLES = {'sdedit': 'SDEdit', 'ddim_inversion': 'DDIM inversion', 'ledits': 'LEDITS++', 'imagic': 'Imagic'}
 
 def comparison_figure(rows, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'), title='Imagic and the methods it is compared with',
@@ -154,7 +154,7 @@ def comparison_figure(rows, methods=('sdedit', 'ddim_inversion', 'ledits', 'imag
     if len(rows): axs[0, 0].set_title('input', fontsize=8)
     return _finish(fig, title, save)
 
-# %% ../nbs/10_figures.ipynb 22
+# %% ../nbs/10_figures.ipynb 23
 def cascade_figure(rows, titles=('input', 'base edit', 'pretrained upscaler', 'fine-tuned upscaler'),
                    title='The cascade: the same base edit, upsampled without and with fine-tuning', save=None, verdicts=None,
                    row_labels=None):
@@ -166,7 +166,7 @@ def cascade_figure(rows, titles=('input', 'base edit', 'pretrained upscaler', 'f
         if row_labels: axs[r, 0].set_ylabel(row_labels[r], fontsize=8)
     return _finish(fig, title, save)
 
-# %% ../nbs/10_figures.ipynb 25
+# %% ../nbs/10_figures.ipynb 26
 def tradeoff_curves(rows, chosen:dict=None, kind:str='all', title=None, save=None):
     "One curve per method over its knob's values (rows of `knob_sweep`, one edit `kind`): identity kept (x) against attribute reached (y); `chosen` ({method: value}) starred."
     rows = [r for r in rows if r['kind'] == kind]

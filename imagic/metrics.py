@@ -174,7 +174,7 @@ def clip_score(images, texts, model:str=DEFAULT_CLIP, pretrained=None, device='c
     s = (100 * (img * txt).sum(-1)).clamp(min=0).cpu()
     return s.mean() if reduction == 'mean' else s
 
-# %% ../nbs/09_metrics.ipynb 21
+# %% ../nbs/09_metrics.ipynb 22
 def tradeoff(editors, etas=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), seeds=(0, 1, 2, 3),
              clip_model:str=DEFAULT_CLIP, clip_pretrained=None, lpips_net:str='alex', progress:bool=False, **edit_kwargs) -> list:
     "η sweep over fitted `Imagic` objects: rows of eta, n and, for `clip` and `fidelity`, the mean, `_std` and quartiles `_q25`, `_q75`."
@@ -192,7 +192,7 @@ def tradeoff(editors, etas=(0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.
     return [dict(eta=eta, **summary('clip', v['clip']), **summary('fidelity', v['fid']), n=len(v['clip']))
             for eta, v in per_eta.items()]
 
-# %% ../nbs/09_metrics.ipynb 23
+# %% ../nbs/09_metrics.ipynb 24
 def pick_eta(table, fraction:float=0.9) -> float:
     "Smallest η whose CLIP score reaches `fraction` of the largest CLIP gain in `table` (rows from `tradeoff`)."
     if not table: raise ValueError("empty trade-off table")
@@ -200,7 +200,7 @@ def pick_eta(table, fraction:float=0.9) -> float:
     base = rows[0]['clip']; gain = max(r['clip'] for r in rows) - base
     return next(r['eta'] for r in rows if r['clip'] - base >= fraction * gain)
 
-# %% ../nbs/09_metrics.ipynb 25
+# %% ../nbs/09_metrics.ipynb 26
 def main(argv=None):
     "Command line: `python -m imagic.metrics fetch-lpips [--net alex vgg] [--sdist FILE]`."
     import argparse

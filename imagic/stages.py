@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .core import (LORA_TARGET_SETS, LR_SCHEDULES, Settings, TextCondition, UpscaleCondition, atomic_write, check_eta, check_precision,
                          cond_map, cond_tensors, decode_latents, diffusion_loss, family, learned_parts, make_generator, noise_channels, to_pil, unconditional, with_learned)
 
-# %% ../nbs/02_stages.ipynb 8
+# %% ../nbs/02_stages.ipynb 9
 def _progress(steps, desc, progress, start=0):
     return tqdm(range(start, steps), initial=start, total=steps, desc=desc, disable=not progress, leave=False,
                 dynamic_ncols=True)
@@ -67,7 +67,7 @@ def _run_key(pipe, desc, steps, lrs, batch_size, precision, latents, emb, params
     for t in tensors: h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
-# %% ../nbs/02_stages.ipynb 10
+# %% ../nbs/02_stages.ipynb 11
 _LOOP_DEFAULTS = dict(timestep_range=(0.0, 1.0), lr_schedule='constant', stop_loss=None, stop_patience=None, stop_window=10)
 
 def loop_options(settings:Settings) -> dict:
@@ -100,7 +100,7 @@ class Stopper:
         else: self.since += 1
         return (self.below is not None and mean < self.below) or (self.patience is not None and self.since >= self.patience)
 
-# %% ../nbs/02_stages.ipynb 12
+# %% ../nbs/02_stages.ipynb 13
 def _optimise(pipe, unet, latents, emb, groups, steps, generator, desc, progress, callback, shown,
               batch_size=1, mixed_precision='no', checkpoint=None, timestep_sampling='auto', guidance=None,
               timestep_range=(0.0, 1.0), lr_schedule='constant', stop_loss=None, stop_patience=None, stop_window=10) -> list:
@@ -181,7 +181,7 @@ def _check_loop(loop:dict):
     if unknown: raise TypeError(f"unknown option(s) {', '.join(sorted(unknown))}; the loop takes {', '.join(_LOOP_DEFAULTS)}")
     Settings(**loop)
 
-# %% ../nbs/02_stages.ipynb 20
+# %% ../nbs/02_stages.ipynb 21
 LORA_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out.0')  # the attention projections, as in diffusers' LoRA training scripts
 
 def lora_target_modules(unet, targets='attention', parts:str='all') -> list:
@@ -279,7 +279,7 @@ def finetune(
                        lambda: unet, batch_size, mixed_precision, checkpoint, timestep_sampling, guidance, **loop)
     return _finished(unet, method, gradient_checkpointing, dtype), losses
 
-# %% ../nbs/02_stages.ipynb 33
+# %% ../nbs/02_stages.ipynb 35
 def optimize_jointly(
     pipe,               # a diffusers text-to-image pipeline; its denoiser is copied, never modified
     latents,            # the input image's latents, (1, C, h, w)
@@ -314,7 +314,7 @@ def optimize_jointly(
     e_opt = with_learned(e_init, [p.detach().to(ref.device, ref.dtype) for p, ref in zip(e_params, learned_parts(e_init))])
     return e_opt, _finished(unet, method, gradient_checkpointing, dtype), losses
 
-# %% ../nbs/02_stages.ipynb 36
+# %% ../nbs/02_stages.ipynb 38
 class Checkpoint:
     "Where a stage saves its progress every `every` steps so that a killed run resumes there (safetensors; nothing is unpickled)."
     def __init__(self, path, every:int=100):
@@ -363,7 +363,7 @@ class Checkpoint:
         if scaler is not None and json.loads(meta.get('scaler', '{}')): scaler.load_state_dict(json.loads(meta['scaler']))
         return int(meta['step']), tensors['losses'].tolist()
 
-# %% ../nbs/02_stages.ipynb 39
+# %% ../nbs/02_stages.ipynb 41
 def fit_stages(
     pipe,                 # a diffusers text-to-image pipeline
     latents,              # the input image's latents, (1, C, h, w)
@@ -398,14 +398,14 @@ def fit_stages(
         lj = lj + l2
     return e_opt, unet, l1, lj
 
-# %% ../nbs/02_stages.ipynb 44
+# %% ../nbs/02_stages.ipynb 46
 def interpolate(e_tgt, e_opt, eta):
     "ē = η·e_tgt + (1−η)·e_opt (Imagic, eq. 2) — for SDXL both embeddings with the same η; η outside [0, 1] extrapolates, with a warning."
     eta = check_eta(eta)
     if e_tgt.shape != e_opt.shape: raise ValueError(f"e_tgt {tuple(e_tgt.shape)} and e_opt {tuple(e_opt.shape)} differ in shape")
     return cond_map(lambda a, b: eta * a + (1 - eta) * b, e_tgt, e_opt, learned_only=True)
 
-# %% ../nbs/02_stages.ipynb 47
+# %% ../nbs/02_stages.ipynb 49
 def project(e_tgt, e_opt, eta):
     "Forgedit's vector projection: ē = e_opt + η·(e_tgt − r·e_opt), r = ⟨e_tgt, e_opt⟩ / ⟨e_opt, e_opt⟩ per token — e_opt plus η times the part of e_tgt that e_opt does not already hold; η = 0 gives e_opt, as in `interpolate`."
     eta = check_eta(eta)
@@ -418,7 +418,7 @@ def project(e_tgt, e_opt, eta):
 
 EDIT_RULE_FNS = {'interpolate': interpolate, 'project': project}  # `Settings.edit_rule` -> ē(e_tgt, e_opt, η)
 
-# %% ../nbs/02_stages.ipynb 50
+# %% ../nbs/02_stages.ipynb 52
 def forget(
     pipe,        # the pipeline whose denoiser holds the pretrained weights
     denoiser,    # the fine-tuned denoiser (stage 2's); left as it is
@@ -437,7 +437,7 @@ def forget(
     if not n_reset: raise ValueError(f"forget={parts!r} matches no weight of this {fam.title} denoiser")
     return out
 
-# %% ../nbs/02_stages.ipynb 53
+# %% ../nbs/02_stages.ipynb 55
 def initial_latents(pipe, seeds, generator_device=None) -> torch.Tensor:
     "Starting noise (S, C, h, w) for `seeds`, each from its own generator (on `generator_device`, the CPU by default)."
     gdev = torch.device(generator_device) if generator_device is not None else torch.device('cpu')
@@ -459,7 +459,7 @@ def _as_seeds(seeds) -> list:
         if isinstance(s, bool) or not isinstance(s, int) or s < 0: raise ValueError(f"seeds must be integers >= 0, got {s!r}")
     return seeds
 
-# %% ../nbs/02_stages.ipynb 54
+# %% ../nbs/02_stages.ipynb 56
 def _pick(denoiser, unet, pipe):
     "The denoiser to sample with: `denoiser`, else its old name `unet`, else the pipeline's own."
     if denoiser is not None and unet is not None and denoiser is not unet: raise ValueError("give denoiser= or its alias unet=, not both")
@@ -550,7 +550,7 @@ def generate(
     per_row = 1 if paired else len(seeds)
     return [ims[i:i + per_row] for i in range(0, len(ims), per_row)]
 
-# %% ../nbs/02_stages.ipynb 64
+# %% ../nbs/02_stages.ipynb 67
 def generate_edits(
     pipe,                  # a diffusers text-to-image pipeline
     e_tgt,                 # target text condition from `encode_text`

@@ -23,7 +23,7 @@ from .core import (RETIRED_MODELS, Settings, TextCondition, atomic_write, check_
 from .stages import Checkpoint, fit_stages, generate_edits, interpolate
 from .cascade import fit_upscaler, upscale_factor, upscale_with
 
-# %% ../nbs/03_state.ipynb 6
+# %% ../nbs/03_state.ipynb 7
 def image_fingerprint(image:torch.Tensor) -> str:
     "SHA-256 of an image tensor (3,H,W) in [0,1], quantised to 8 bits, with its shape."
     u8 = (image.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).contiguous()
@@ -50,7 +50,7 @@ def results_of(records, *models) -> list:
     fps = [_fingerprint(m) for m in models]
     return [r for r in records if json.loads(r['key'])[-len(fps):] == fps]
 
-# %% ../nbs/03_state.ipynb 9
+# %% ../nbs/03_state.ipynb 10
 STATE_FORMAT = 'imagic-state/4'        # 2: the model family and SDXL's pooled embeddings and size ids; 3: the fine-tuned upscaler; 4: the flow families (SD3, FLUX.1)
 READABLE_FORMATS = ('imagic-state/1', 'imagic-state/2', 'imagic-state/3', STATE_FORMAT)  # states saved before still load
 
@@ -93,7 +93,7 @@ class ImagicState:
         if not self.image_fingerprint: self.image_fingerprint = image_fingerprint(self.image)
         if not self.version: self.version = imagic.__version__
 
-# %% ../nbs/03_state.ipynb 11
+# %% ../nbs/03_state.ipynb 12
 _META_KEYS = ('text', 'settings', 'model', 'model_fingerprint', 'image_fingerprint', 'version', 'family', 'upscaler',
               'upscaler_fingerprint')
 
@@ -123,7 +123,7 @@ def _save(self:ImagicState, path) -> Path:
 
 ImagicState.save = _save
 
-# %% ../nbs/03_state.ipynb 12
+# %% ../nbs/03_state.ipynb 13
 def _load(cls, path) -> ImagicState:
     "Load a state saved by `ImagicState.save`; clear errors for a missing, foreign or corrupt file."
     path = Path(path)
@@ -150,7 +150,7 @@ def _load(cls, path) -> ImagicState:
 
 ImagicState.load = classmethod(_load)
 
-# %% ../nbs/03_state.ipynb 14
+# %% ../nbs/03_state.ipynb 15
 def _check_model(self:ImagicState, pipe):
     "Raise ValueError unless `pipe` is the model this state was fitted with."
     fam = family(pipe)
@@ -198,7 +198,7 @@ def _check_image(self:ImagicState, image:torch.Tensor):
 
 ImagicState.check_model, ImagicState.finetuned_unet, ImagicState.check_image = _check_model, _finetuned_unet, _check_image
 
-# %% ../nbs/03_state.ipynb 16
+# %% ../nbs/03_state.ipynb 17
 class Imagic:
     "Imagic on a diffusers pipeline: `fit` an image to a target text once, then `edit` at any η and seeds."
     def __init__(self, pipe, settings=None, upscaler=None, **overrides):
@@ -213,7 +213,7 @@ class Imagic:
         fitted = f'fitted to {self.state.text!r}' if self.state else 'not fitted'
         return f'Imagic({getattr(self.pipe, "name_or_path", "?")!r}, {fitted})'
 
-# %% ../nbs/03_state.ipynb 17
+# %% ../nbs/03_state.ipynb 18
 def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkpoint_dir=None,
          checkpoint_every:int=100, original_size=None) -> ImagicState:
     "Stages 1 and 2 on `image` (path, PIL image, or (3,H,W) tensor in [0,1]) for the target `text`; `checkpoint_dir`: resumable (see `fit_stages`); `original_size`: (h, w) of the square the input was before resizing (SDXL's size ids; read from a path or PIL image by default)."
@@ -250,7 +250,7 @@ def _fit(self:Imagic, image, text:str, progress:bool=True, callback=None, checkp
 
 Imagic.fit = _fit
 
-# %% ../nbs/03_state.ipynb 18
+# %% ../nbs/03_state.ipynb 20
 def _denoiser(self:Imagic):
     "The fine-tuned denoiser — UNet or transformer (rebuilt from the state on first use after `load`); `Imagic.unet` is its old name."
     if self.state is None: raise RuntimeError("call fit() or Imagic.load() first")
@@ -292,7 +292,7 @@ Imagic.upscaler_unet = property(_upscaler_unet)
 Imagic.denoiser = Imagic.unet = property(_denoiser)
 Imagic.embeddings, Imagic.edit = _embeddings, _edit
 
-# %% ../nbs/03_state.ipynb 19
+# %% ../nbs/03_state.ipynb 23
 def _save_imagic(self:Imagic, path) -> Path:
     "Save the fitted state to `path` (safetensors)."
     if self.state is None: raise RuntimeError("nothing to save: call fit() first")

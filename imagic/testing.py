@@ -54,7 +54,7 @@ def write_clip_tokenizer(folder, model_max_length:int=77) -> Path:
         tok.save_pretrained(folder)
     return folder
 
-# %% ../nbs/00_testing.ipynb 10
+# %% ../nbs/00_testing.ipynb 11
 def tiny_components(
     prediction_type:str='epsilon',  # 'epsilon' or 'v_prediction'
     seed:int=0,                     # seed of the random initialisation
@@ -85,7 +85,7 @@ def tiny_components(
     return dict(vae=vae, unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler,
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
-# %% ../nbs/00_testing.ipynb 11
+# %% ../nbs/00_testing.ipynb 12
 def save_tiny_model(folder, **kwargs) -> Path:
     "Build `tiny_components(**kwargs)` and save them as a diffusers model folder (safetensors); returns the folder."
     from diffusers import StableDiffusionPipeline
@@ -93,7 +93,7 @@ def save_tiny_model(folder, **kwargs) -> Path:
     StableDiffusionPipeline(**tiny_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
     return folder
 
-# %% ../nbs/00_testing.ipynb 15
+# %% ../nbs/00_testing.ipynb 16
 def tiny_sdxl_components(
     prediction_type:str='epsilon',  # 'epsilon' or 'v_prediction'
     seed:int=0,                     # seed of the random initialisation
@@ -132,7 +132,7 @@ def save_tiny_sdxl_model(folder, **kwargs) -> Path:
     StableDiffusionXLPipeline(**tiny_sdxl_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
     return folder
 
-# %% ../nbs/00_testing.ipynb 18
+# %% ../nbs/00_testing.ipynb 20
 def tiny_upscaler_components(seed:int=0, text_dim:int=32) -> dict:
     "Randomly initialised x4-upscaler components (`StableDiffusionUpscalePipeline` format), v-prediction like the real one."
     from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, UNet2DConditionModel
@@ -162,7 +162,7 @@ def save_tiny_upscaler(folder, **kwargs) -> Path:
     StableDiffusionUpscalePipeline(**tiny_upscaler_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
     return folder
 
-# %% ../nbs/00_testing.ipynb 21
+# %% ../nbs/00_testing.ipynb 24
 def _t5(seed:int, width:int=64, max_length:int=16):
     "A tiny T5 encoder and a ByT5 tokenizer (no files needed) that keeps `max_length` tokens."
     from transformers import ByT5Tokenizer, T5Config, T5EncoderModel

@@ -258,7 +258,7 @@ class DiffusionFamily(Family):
     def sampler_input(self, sched, x, t): return sched.scale_model_input(x, t)
     def sampler_step(self, sched, pred, t, x): return sched.step(pred, t, x, eta=0.0).prev_sample
 
-# %% ../../nbs/families/00_base.ipynb 13
+# %% ../../nbs/families/00_base.ipynb 14
 class FlowFamily(Family):
     "Flow-matching transformers: rectified-flow loss, sampled with the pipeline's `FlowMatchEulerDiscreteScheduler`."
     flow = True

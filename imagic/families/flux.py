@@ -29,7 +29,7 @@ def image_ids(h:int, w:int, device, dtype) -> torch.Tensor:
     from diffusers import FluxPipeline
     return FluxPipeline._prepare_latent_image_ids(1, h // 2, w // 2, device, dtype)
 
-# %% ../../nbs/families/05_flux.ipynb 6
+# %% ../../nbs/families/05_flux.ipynb 7
 class Flux(FlowFamily):
     "FLUX.1 [dev] / [schnell] (`FluxPipeline`)."
     name, title = 'flux', 'FLUX.1'

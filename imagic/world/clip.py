@@ -100,7 +100,7 @@ def train_clip(out=None, steps:int=2000, batch:int=128, lr:float=1e-3, n_images:
     (out / 'training_log.json').write_text(json.dumps({**log, 'losses': [float(f'{v:.5g}') for v in losses]}))  # which world, as the other models say
     return dict(losses=losses, seconds=time.time() - t0)
 
-# %% ../../nbs/world/04_clip.ipynb 11
+# %% ../../nbs/world/04_clip.ipynb 12
 def zero_shot_accuracy(model=None, n:int=300, seed:int=4242, images=None, scenes=None, details:bool=DETAILED_WORLD) -> dict:
     "Per-named-attribute zero-shot accuracy of a world CLIP on `n` fresh renders (`details`: with marks and clutter), or on the given uint8 images (n, 3, H, W) and scenes."
     import open_clip

@@ -197,7 +197,7 @@ def vae_identity_kept(pipe, n:int=200, seed:int=DETAIL_SEED + 1, details:bool=Tr
                 ok += all(identity_kept(s, im).values())
     return ok / n
 
-# %% ../../nbs/world/03_edits.ipynb 20
+# %% ../../nbs/world/03_edits.ipynb 21
 def edit_input(edit:Edit, res:int, factor:int=1) -> tuple:
     "The edit's input as the cascade gets it: rendered at `res` × `factor` px, and downsized to `res` for the base model, as `Imagic.fit` does — ((3, H, W), (3, h, w)) in [0, 1]; the same tensor twice when `factor` is 1."
     from imagic.core import load_image, pil_to_tensor, to_pil
@@ -326,7 +326,7 @@ def rates_table(records, model:str='finetuned', by_kind:bool=False) -> list:
     kinds = [None] + ([k for k in EDIT_KINDS if any(r['edit'].kind == k for r in records)] if by_kind else [])
     return [dict(eta=eta, kind=k or 'all', **success_rates(records, eta, model, k)) for eta in etas for k in kinds]
 
-# %% ../../nbs/world/03_edits.ipynb 26
+# %% ../../nbs/world/03_edits.ipynb 29
 def cascade_rates(records, kind:str=None) -> dict:
     "The cascade's figures over `run_edits(..., upscaler=...)` records (of one edit `kind`, or all): the share of images and of edits (most of their images) whose fine texture is kept, by the pretrained and the fine-tuned upscaler; the images only one of them gets right and the sign-test p; the base edit's success at 64 px and after each upscaler; mean seconds per stage."
     recs = [r for r in records if kind is None or r['edit'].kind == kind]

@@ -243,7 +243,7 @@ def random_clutter(rng:np.random.Generator, scene:Scene, n:int=CLUTTER_COUNT) ->
         if pebble_fits(scene, x, y, box) and _spaced((x, y), out, CLUTTER_SPACING): out.append((float(x), float(y), col))
     return tuple(out)
 
-# %% ../../nbs/world/00_scene.ipynb 20
+# %% ../../nbs/world/00_scene.ipynb 21
 def _masks(scene, n):
     "Per-part boolean masks on an n×n grid of points (pixel centres of an n px image)."
     g = (np.arange(n) + .5) / n

@@ -61,7 +61,7 @@ def vae_texture_kept(vae, n:int=100, seed:int=HELDOUT_SEED + 256, batch:int=20, 
             ok += sum(probe(r).texture == s.texture for r, s in zip(rec, scenes[i:i + batch]))
     return ok / n
 
-# %% ../../nbs/world/05_upscaler.ipynb 10
+# %% ../../nbs/world/05_upscaler.ipynb 11
 PIPELINE_SCALING = 0.08333  # the VAE scaling factor StableDiffusionUpscalePipeline imposes
 
 def rescale_latents(vae, c:float):
@@ -72,7 +72,7 @@ def rescale_latents(vae, c:float):
         vae.post_quant_conv.weight /= c
     return vae
 
-# %% ../../nbs/world/05_upscaler.ipynb 13
+# %% ../../nbs/world/05_upscaler.ipynb 15
 def train_upscaler_unet(comps, latents, low_res, caption_emb, scene_captions, steps:int=3000, batch:int=32, crop:int=32,
                         lr:float=5e-4, drop:float=0.1, seed:int=0, work=None, ckpt_minutes:float=8, logf=None, progress:bool=True) -> list:
     "Train the upscaler's UNet on latents (n, 4, h, w) and low-res images (n, 3, h, w) in [-1, 1]; the EMA weights end up in `comps`. Runs where the UNet is; the batches are drawn on the CPU."
@@ -114,7 +114,7 @@ def train_upscaler_unet(comps, latents, low_res, caption_emb, scene_captions, st
     comps['unet'] = ema.eval()
     return losses
 
-# %% ../../nbs/world/05_upscaler.ipynb 15
+# %% ../../nbs/world/05_upscaler.ipynb 17
 def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_steps:int=2500, vae_crop:int=64, steps:int=3000,
                    batch:int=32, device:str='cpu', workers:int=1, progress:bool=True, details:bool=None, vae_only:bool=False) -> Path:
     "Train the world's x4 upscaler from `seed` around the base model `base` (a folder or pipeline) and save it at `out` (float16). Rerun with the same `work` to resume. `details`: which world it learns (default: its base model's, `trained_on_details`). The networks train on `device` (same batches and noise on any device); `workers` processes render the pairs. `vae_only`: render the pairs and train the VAE, then stop (neither depends on the base model, so they can run while the base still trains; a rerun without it goes on from there)."
@@ -165,7 +165,7 @@ def train_upscaler(out, base, work=None, seed:int=0, n_images:int=8000, vae_step
     _log(f'saved to {out} after {time.time() - t0:.0f} s', logf)
     return out
 
-# %% ../../nbs/world/05_upscaler.ipynb 19
+# %% ../../nbs/world/05_upscaler.ipynb 22
 def main(argv=None):
     "Command line: `python -m imagic.world.upscaler --out FOLDER --base MODEL [--work DIR] [--seed N] ...`."
     import argparse
