@@ -46,6 +46,7 @@ def main(argv=None):
 
     import imagic
     from imagic.core import BUNDLED_MODELS
+    from imagic.baselines import METHODS
     from imagic.world import (EDIT_KINDS, detail_survival, probe, rates_table, run_edits, sample_quality, trained_on_details,
                               vae_identity_kept, validation_edits)
     from imagic.baselines import TRADEOFF_KNOBS
@@ -63,7 +64,7 @@ def main(argv=None):
     t0 = time.time()
     if 'vae' not in args.skip: report('vae_identity_kept', vae_identity_kept(pipe, n=200, details=args.details))
     if 'survival' not in args.skip:
-        report('detail_survival', detail_survival(pipe, (0.3, 0.4, 0.5, 0.6, 0.7), n=args.survival, details=args.details,
+        report('detail_survival', detail_survival(pipe, METHODS['sdedit'], (0.3, 0.4, 0.5, 0.6, 0.7), n=args.survival, details=args.details,
                                                   progress=False, per_field=True))
     edits = validation_edits(8 * len(EDIT_KINDS) * 2, details=args.details)
     if 'reach' not in args.skip:

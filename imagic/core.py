@@ -5,14 +5,11 @@
 # %% auto 0
 __all__ = ['PACKAGE_DIR', 'BUNDLED_MODELS', 'DEFAULT_MODEL', 'DEFAULT_UPSCALER', 'BUNDLED_SHARED', 'DEFAULT_CLIP',
            'RETIRED_MODELS', 'SETTINGS_FILE', 'ROLES', 'MIXED_PRECISIONS', 'DENOISER_PARTS', 'FORGET_PARTS',
-           'LR_SCHEDULES', 'EDIT_RULES', 'LORA_TARGET_SETS', 'PRESETS', 'MIN_IMAGE_SIDE', 'FITS', 'retired_message',
-           'default_device', 'resolve_model', 'bundled_name', 'pipeline_class_name', 'check_role', 'load_pipeline',
-           'family', 'model_family', 'denoiser_of', 'image_size', 'Settings', 'check_precision', 'check_eta',
-           'recommended_settings', 'open_image', 'center_crop', 'pil_to_tensor', 'pad_square', 'load_image',
-           'restore_aspect', 'encode_image', 'decode_latents', 'to_pil', 'TextCondition', 'size_ids',
-           'UpscaleCondition', 'cond_map', 'learned_parts', 'with_learned', 'cond_tensors', 'unconditional',
-           'encode_text', 'make_generator', 'noise_channels', 'draw_noise', 'diffusion_loss', 'evaluation_loss',
-           'atomic_write', 'store_settings', 'append_jsonl', 'read_jsonl']
+           'LR_SCHEDULES', 'EDIT_RULES', 'LORA_TARGET_SETS', 'PRESETS', 'retired_message', 'default_device',
+           'resolve_model', 'bundled_name', 'pipeline_class_name', 'check_role', 'load_pipeline', 'family',
+           'model_family', 'denoiser_of', 'image_size', 'Settings', 'check_precision', 'check_eta',
+           'recommended_settings', 'encode_image', 'decode_latents', 'size_ids', 'unconditional', 'encode_text',
+           'diffusion_loss', 'evaluation_loss', 'store_settings']
 
 # %% ../nbs/01_core.ipynb 3
 import dataclasses
@@ -29,6 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
+
+from .basics import (FITS, MIN_IMAGE_SIDE, TextCondition, UpscaleCondition, append_jsonl, atomic_write, center_crop,
+                           cond_map, cond_tensors, draw_noise, learned_parts, load_image, make_generator, noise_channels,
+                           open_image, pad_square, pil_to_tensor, read_jsonl, restore_aspect, size_ids_for, to_pil, with_learned)
+from .families import TIMESTEP_SCHEMES, family_named, family_of, family_of_class
 
 # %% ../nbs/01_core.ipynb 7
 PACKAGE_DIR = Path(__file__).parent if '__file__' in globals() else Path('../imagic').resolve()
@@ -96,7 +98,6 @@ def pipeline_class_name(source:str) -> str:
 
 def _family_of_source(source:str):
     "The family (`imagic.families`) whose pipelines load the folder or hub id `source`, read from its model_index.json."
-    from imagic.families import family_of_class
     return family_of_class(pipeline_class_name(source))
 
 ROLES = {'base': 'a text-to-image model (the one Imagic edits)', 'upscaler': "an x4 upscaler (the cascade's second model)"}
@@ -165,7 +166,6 @@ def load_pipeline(
 
 def family(pipe):
     "The `imagic.families.Family` of a pipeline (or of a denoiser): what the stages ask instead of asking which model they hold."
-    from imagic.families import family_of
     return family_of(pipe)
 
 def model_family(pipe) -> str:
@@ -236,7 +236,6 @@ class Settings:
             if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         for name in ('finetune_method', 'upscaler_method'):
             if getattr(self, name) not in ('full', 'lora'): raise ValueError(f"{name} must be 'full' or 'lora', got {getattr(self, name)!r}")
-        from imagic.families import TIMESTEP_SCHEMES
         if self.timestep_sampling not in TIMESTEP_SCHEMES:
             raise ValueError(f"timestep_sampling must be one of {TIMESTEP_SCHEMES}, got {self.timestep_sampling!r}")
         g = self.distilled_guidance
@@ -375,7 +374,6 @@ PRESETS = {
 
 def _family_of(model):
     "The family of a pipeline, a folder or a hub id (read from its model_index.json); Stable Diffusion when unknown."
-    from imagic.families import family_named
     if model is None: return family_named('sd')
     if not isinstance(model, (str, Path)): return family(model)
     source = str(model)
@@ -415,100 +413,6 @@ def recommended_settings(model) -> dict:
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON: {e}") from None
 
 # %% ../nbs/01_core.ipynb 24
-MIN_IMAGE_SIDE = 16  # smaller images hold too little to encode meaningfully
-
-def _to_rgb(img:Image.Image) -> Image.Image:
-    "Any PIL mode to 8-bit RGB (transparency composited onto white, 16-bit scaled down)."
-    if img.mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I'):
-        a = np.asarray(img).astype(np.float64)
-        a = a / 257.0 if a.max() > 255 or img.mode.startswith('I;16') else a
-        img = Image.fromarray(np.clip(np.round(a), 0, 255).astype(np.uint8), 'L')
-    elif img.mode == 'F':
-        img = Image.fromarray(np.clip(np.round(np.asarray(img) * (255 if np.asarray(img).max() <= 1 else 1)), 0, 255).astype(np.uint8), 'L')
-    if img.mode == 'P': img = img.convert('RGBA')
-    if img.mode in ('RGBA', 'LA', 'PA') or 'transparency' in img.info:
-        img = img.convert('RGBA')
-        bg = Image.new('RGBA', img.size, (255, 255, 255, 255))
-        return Image.alpha_composite(bg, img).convert('RGB')
-    return img.convert('RGB')
-
-def open_image(src) -> Image.Image:
-    "Open `src` (path, PIL image, or an 8-bit H×W / H×W×{1,3,4} numpy array such as `imagic.world.render`'s) as an upright 8-bit RGB PIL image, with clear errors for bad input."
-    if isinstance(src, Image.Image): img = src
-    elif isinstance(src, np.ndarray):
-        if src.dtype != np.uint8 or not (src.ndim == 2 or (src.ndim == 3 and src.shape[2] in (1, 3, 4))):
-            raise ValueError(f"an image array must be uint8 of shape H×W or H×W×1/3/4, got {src.dtype} of shape {src.shape}")
-        img = Image.fromarray(src[..., 0] if src.ndim == 3 and src.shape[2] == 1 else src)
-    elif not isinstance(src, (str, os.PathLike)):
-        raise TypeError(f"an image is a file path, a PIL image or a uint8 numpy array, not {type(src).__name__}")
-    else:
-        path = Path(src)
-        if not path.exists(): raise FileNotFoundError(f"no such image file: {path}")
-        if path.is_dir(): raise ValueError(f"{path} is a folder, not an image file")
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('error', Image.DecompressionBombWarning)
-                img = Image.open(path); img.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise ValueError(f"{path}: image too large, refused as a possible decompression bomb ({e})") from None
-        except Image.UnidentifiedImageError:
-            raise ValueError(f"{path} is not an image file PIL can read") from None
-        except (OSError, SyntaxError) as e:
-            raise ValueError(f"{path} is a truncated or corrupt image: {e}") from None
-    img = ImageOps.exif_transpose(img)
-    if min(img.size) < MIN_IMAGE_SIDE:
-        raise ValueError(f"image is {img.size[0]}×{img.size[1]} pixels; at least {MIN_IMAGE_SIDE} on each side is needed")
-    return _to_rgb(img)
-
-def center_crop(img:Image.Image) -> Image.Image:
-    "The largest centred square of `img`."
-    w, h = img.size; s = min(w, h)
-    return img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-
-def pil_to_tensor(img:Image.Image) -> torch.Tensor:
-    "8-bit RGB PIL image -> float tensor (3, H, W) in [0, 1]."
-    return torch.from_numpy(np.asarray(img.convert('RGB'), dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255
-
-def pad_square(img:Image.Image) -> Image.Image:
-    "`img` centred in a square, the margins filled by repeating its edge pixels (no new content, no seam)."
-    w, h = img.size; s = max(w, h)
-    if w == h: return img
-    a = np.asarray(img); top, left = (s - h) // 2, (s - w) // 2
-    return Image.fromarray(np.pad(a, ((top, s - h - top), (left, s - w - left), (0, 0)), mode='edge'))
-
-FITS = ('crop', 'pad')
-
-def load_image(
-    src,       # a path, a PIL image or a uint8 numpy array (see `open_image`)
-    size:int,  # output side in pixels, usually `image_size(pipe)`
-    fit:str='crop', # non-square inputs: 'crop' the centred square, or 'pad' the whole image to a square (see `pad_square`)
-)->torch.Tensor: # float RGB (3, size, size) in [0, 1]
-    "Read an image, make it upright RGB, make it square (crop or pad) and resize it to `size`×`size` (Lanczos)."
-    if not isinstance(size, int) or size < 8: raise ValueError(f"size must be an integer >= 8, got {size!r}")
-    if fit not in FITS: raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
-    img = open_image(src)
-    img = center_crop(img) if fit == 'crop' else pad_square(img)
-    if img.size != (size, size): img = img.resize((size, size), Image.LANCZOS)
-    return pil_to_tensor(img)
-
-def restore_aspect(
-    edited:Image.Image,  # a square output of the model
-    input_size:tuple,    # (width, height) of the original input
-    fit:str='pad',       # how the input was made square by `load_image`
-)->Image.Image:          # the edit at the input's aspect ratio
-    "Undo `load_image`'s squaring: with 'pad', cut the input's region out of the square edit and return it at the input's size, or smaller where the input is larger than the model draws (never upsampled); with 'crop', the square edit of the centre."
-    if fit not in FITS: raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
-    w, h = input_size; s = max(w, h); r = edited.size[0]
-    if fit == 'crop' or w == h: box_w = box_h = r
-    else: box_w, box_h = round(w * r / s), round(h * r / s)
-    left, top = (r - box_w) // 2, (r - box_h) // 2
-    out = edited.crop((left, top, left + box_w, top + box_h))
-    side = min(w, h) if fit == 'crop' else s
-    scale = min(1.0, r / side)  # the model's resolution bounds the size: never invent pixels
-    target = (round(min(w, h) * scale),) * 2 if fit == 'crop' else (max(1, round(w * scale)), max(1, round(h * scale)))
-    return out if out.size == target else out.resize(target, Image.LANCZOS)
-
-# %% ../nbs/01_core.ipynb 30
 def encode_image(pipe, image:torch.Tensor) -> torch.Tensor:
     "Image(s) (3,H,W) or (B,3,H,W) in [0,1] -> latents (B,C,h,w): the VAE's posterior mean, shifted and scaled as the family says ((z − `shift_factor`) × `scaling_factor` for all five)."
     if image.ndim == 3: image = image[None]
@@ -528,84 +432,19 @@ def decode_latents(pipe, latents:torch.Tensor) -> torch.Tensor:
         x = vae.decode(family(pipe).to_vae(vae, latents.to(vae.device, vae.dtype))).sample
     return ((x.float() + 1) / 2).clamp(0, 1).cpu()
 
-def to_pil(images:torch.Tensor) -> list:
-    "Images (B,3,H,W) or (3,H,W) in [0,1] -> list of PIL images (rounded to 8 bits)."
-    if images.ndim == 3: images = images[None]
-    a = (images.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return [Image.fromarray(x) for x in a]
-
-# %% ../nbs/01_core.ipynb 32
-@dataclass
-class TextCondition:
-    "A text condition with a pooled embedding: token embeddings (N, T, d), pooled embedding (N, p) and, for SDXL, size ids (N, 6) (None for SD3 and FLUX.1)."
-    embeds:torch.Tensor
-    pooled:torch.Tensor
-    time_ids:torch.Tensor = None
-    learned = ('embeds', 'pooled')  # what stage 1 optimises and η interpolates; the size ids come along unchanged
-
-    @property
-    def shape(self): return self.embeds.shape  # what shape checks and messages report
-
-    def __len__(self): return self.embeds.shape[0]
-
-    def tensors(self) -> list:
-        "Every tensor it holds (what a checkpoint's key hashes)."
-        return [t for t in (self.embeds, self.pooled, self.time_ids) if t is not None]
-
+# %% ../nbs/01_core.ipynb 25
 def size_ids(pipe, original_size=None, crop_top_left=(0, 0)) -> torch.Tensor:
     "SDXL's size conditioning (1, 6): original size (h, w), crop corner, target size — the model's own resolution by default."
     side = image_size(pipe)
     oh, ow = original_size if original_size is not None else (side, side)
     return torch.tensor([[oh, ow, *crop_top_left, side, side]], dtype=torch.float32)
 
-@dataclass
-class UpscaleCondition:
-    "The condition of an x4 upscaler's UNet (`StableDiffusionUpscalePipeline`): text embedding (N, T, d), the clean low-resolution image (N, 3, h, w) in [-1, 1], and the noise level it is noised to."
-    embeds:torch.Tensor
-    low_res:torch.Tensor
-    noise_level:int
-    low_res_alpha:float   # ᾱ of the low-resolution scheduler at `noise_level`
-    learned = ('embeds',)
-
-    @property
-    def shape(self): return self.embeds.shape
-
-    def __len__(self): return self.embeds.shape[0]
-
-    def tensors(self) -> list: return [self.embeds, self.low_res, torch.tensor(float(self.noise_level))]
-
-def _kind(c) -> str: return 'a plain embedding' if isinstance(c, torch.Tensor) else f'a {type(c).__name__}'
-
-def cond_map(fn, *conds, learned_only:bool=False):
-    "`fn` applied to corresponding tensors of `conds` (all plain tensors, or all conditions of one kind); with `learned_only` only the `learned` ones, the rest (SDXL's size ids) the first's."
-    c0 = conds[0]
-    if any(type(c).__name__ != type(c0).__name__ for c in conds):  # by name: a notebook that redefines a class still matches the package's
-        raise ValueError(f"cannot mix {_kind(c0)} with {_kind(next(c for c in conds if type(c).__name__ != type(c0).__name__))}")
-    if isinstance(c0, torch.Tensor): return fn(*conds)
-    out = {}
-    for f in dataclasses.fields(c0):
-        vals = [getattr(c, f.name) for c in conds]
-        mapped = isinstance(vals[0], torch.Tensor) and (not learned_only or f.name in c0.learned)
-        out[f.name] = fn(*vals) if mapped else vals[0]
-    return type(c0)(**out)
-
-def learned_parts(cond) -> list:
-    "The tensors stage 1 optimises: the embedding, or the token and pooled embeddings (SDXL, SD3, FLUX.1)."
-    return [cond] if isinstance(cond, torch.Tensor) else [getattr(cond, n) for n in cond.learned]
-
-def with_learned(cond, parts:list):
-    "`cond` with its learned tensors replaced by `parts` (in `learned_parts` order)."
-    return parts[0] if isinstance(cond, torch.Tensor) else dataclasses.replace(cond, **dict(zip(cond.learned, parts)))
-
-def cond_tensors(cond) -> list:
-    "Every tensor a condition holds."
-    return [cond] if isinstance(cond, torch.Tensor) else cond.tensors()
-
 def unconditional(pipe, like):
     "The condition guidance contrasts with, shaped like one row of `like`, as the family's pipeline makes it (SDXL's `force_zeros_for_empty_prompt` gives zeros; SD3 and FLUX.1 encode the empty prompt)."
     return family(pipe).unconditional(pipe, like)
 
-# %% ../nbs/01_core.ipynb 33
+
+# %% ../nbs/01_core.ipynb 26
 def encode_text(pipe, text, original_size=None):
     "Text (or list of texts) -> the denoiser's text condition: an embedding (N, T, d) for SD, a `TextCondition` for SDXL, SD3 and FLUX.1 (`original_size`: (h, w) of the input, for SDXL's size ids), as the family's pipeline encodes it. Warns when a text is truncated."
     texts = [text] if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else None
@@ -618,33 +457,15 @@ def encode_text(pipe, text, original_size=None):
             warnings.warn(f"text has {len(f)} tokens, more than the tokenizer's {tok.model_max_length}: truncated ({t[:40]!r}...)")
     return family(pipe).encode_text(pipe, texts, original_size)
 
-# %% ../nbs/01_core.ipynb 38
-def make_generator(device, seed:int=0) -> torch.Generator:
-    "A `torch.Generator` on `device` seeded with `seed` (library code never touches the global random state)."
-    return torch.Generator(device=torch.device(device)).manual_seed(int(seed))
-
-def noise_channels(latents, condition) -> int:
-    "Channels of noise one training sample needs: the latents', plus the low-resolution image's for an upscaler."
-    low = getattr(condition, 'low_res', None)
-    return latents.shape[1] + (low.shape[1] if low is not None else 0)
-
-def draw_noise(latents:torch.Tensor, num_train_timesteps:int, generator:torch.Generator, batch_size:int=1, channels:int=None):
-    "`batch_size` (noise, timestep) pairs for `latents` (1,C,h,w), drawn from `generator`: (noise (B,C,h,w), t (B,)); `channels` > C draws extra channels (an upscaler's low-resolution noise)."
-    gdev = generator.device
-    c = channels or latents.shape[1]
-    noise = torch.randn((batch_size, c, *latents.shape[2:]), generator=generator, device=gdev, dtype=torch.float32)
-    t = torch.randint(0, num_train_timesteps, (batch_size,), generator=generator, device=gdev)
-    return noise.to(latents.device), t.to(latents.device)
-
+# %% ../nbs/01_core.ipynb 32
 def diffusion_loss(unet, scheduler, latents, embedding, noise, timesteps, *, dtype=None, guidance=None, family=None) -> torch.Tensor:
     "Mean squared error of the denoiser's prediction at (x_t, t, e) against its family's training target (ε, v or x₀; ε − x₀ for the flow families), in float32. `dtype`: the denoiser's (read once by the caller: reading it walks every module); `guidance`: FLUX.1's distilled guidance."
-    from imagic.families import family_of
     fam = family_of(family if family is not None else unet)
     b = noise.shape[0]
     emb = cond_map(lambda e: e.expand(b, *e.shape[1:]) if e.shape[0] == 1 else e, embedding)
     return fam.loss(unet, scheduler, latents, emb, noise, timesteps, dtype=dtype, guidance=guidance)
 
-# %% ../nbs/01_core.ipynb 40
+# %% ../nbs/01_core.ipynb 33
 def evaluation_loss(pipe, latents, condition, unet=None, n:int=16, seed:int=1234, *, denoiser=None,
                     timestep_sampling:str='auto', guidance=None) -> float:
     "Diffusion loss averaged over `n` fixed (noise, timestep) pairs (the same pairs for the same `seed`); `condition`: from `encode_text` or stage 1; `denoiser` (alias `unet`): the network to score, `pipe`'s own by default."
@@ -657,38 +478,9 @@ def evaluation_loss(pipe, latents, condition, unet=None, n:int=16, seed:int=1234
         return diffusion_loss(net, sched, latents, cond_map(lambda e: e.to(latents.device), condition),
                               noise.to(latents.device), t.to(latents.device), guidance=guidance, family=fam).item()
 
-# %% ../nbs/01_core.ipynb 43
-def atomic_write(path, write):
-    "Call `write(tmp_path)` then rename the temporary file to `path`: readers never see a partial file."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        write(tmp); os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp): os.unlink(tmp)
-        raise
-    return path
-
-# %% ../nbs/01_core.ipynb 46
+# %% ../nbs/01_core.ipynb 36
 def store_settings(model_dir, entries:dict) -> Path:
     "Merge `entries` (top-level keys) into the model folder's `imagic_settings.json`, written whole; other entries are kept."
     path = Path(model_dir) / SETTINGS_FILE
     cur = json.loads(path.read_text()) if path.exists() else {}
     return atomic_write(path, lambda t: Path(t).write_text(json.dumps({**cur, **entries}, indent=2) + '\n'))
-
-# %% ../nbs/01_core.ipynb 49
-def append_jsonl(path, record:dict) -> Path:
-    "Append `record` to the JSON-lines file `path` (created with its folder)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'a') as f: f.write(json.dumps(record) + '\n')
-    return path
-
-def read_jsonl(path) -> list:
-    "The records of a JSON-lines file (none if `path` is None or missing); a line cut short by an interruption is skipped."
-    if path is None or not Path(path).exists(): return []
-    out = []
-    for line in Path(path).read_text().splitlines():
-        try: out.append(json.loads(line))
-        except json.JSONDecodeError: continue
-    return out

@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / 'nbs'
 TUTORIALS = sorted((NBS / 'tutorials').glob('*.ipynb'))
-LIBRARY = sorted(p for p in NBS.glob('*.ipynb') if p.name != 'index.ipynb' and not p.name.startswith('00_')) + \
-          sorted(NBS.glob('00_*.ipynb'))  # the chapters from 01_core on, the testing helpers last
+LIBRARY = [NBS / '00_basics.ipynb'] + sorted(p for p in NBS.glob('*.ipynb') if p.name != 'index.ipynb' and not p.name.startswith('00_')) + \
+          [NBS / '00_testing.ipynb']  # the basics, the chapters from 01_core on, the testing helpers last
 FAMILIES = sorted((NBS / 'families').glob('*.ipynb'), key=lambda p: (p.name != 'index.ipynb', p.name))
 WORLD = sorted((NBS / 'world').glob('*.ipynb'), key=lambda p: (p.name != 'index.ipynb', p.name))
 SECTIONS = [('Tutorials', TUTORIALS), ('Library', LIBRARY), ('Model families', FAMILIES), ('The bundled world', WORLD)]

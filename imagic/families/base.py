@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..core import TextCondition, draw_noise
+from ..basics import TextCondition, draw_noise
 
 # %% ../../nbs/families/00_base.ipynb 5
 TIMESTEP_SCHEMES = ('auto', 'uniform', 'logit_normal', 'mode')  # how training timesteps are drawn; 'auto': the family's own

@@ -9,7 +9,7 @@ __all__ = ['pack', 'unpack', 'image_ids', 'Flux']
 import numpy as np
 import torch
 
-from ..core import TextCondition
+from ..basics import TextCondition
 from .base import FlowFamily
 
 # %% ../../nbs/families/05_flux.ipynb 4

@@ -8,7 +8,7 @@ __all__ = ['SD3']
 # %% ../../nbs/families/04_sd3.ipynb 3
 import torch
 
-from ..core import TextCondition
+from ..basics import TextCondition
 from .base import FlowFamily
 
 # %% ../../nbs/families/04_sd3.ipynb 4

@@ -8,7 +8,7 @@ __all__ = ['SDXL']
 # %% ../../nbs/families/02_sdxl.ipynb 3
 import torch
 
-from ..core import TextCondition, size_ids
+from ..basics import TextCondition, size_ids_for
 from .base import DiffusionFamily
 
 # %% ../../nbs/families/02_sdxl.ipynb 4
@@ -34,7 +34,7 @@ class SDXL(DiffusionFamily):
     def encode_text(self, pipe, texts:list, original_size=None):
         with torch.no_grad():  # both encoders' penultimate states and the pooled embedding, exactly as the pipeline makes them
             embeds, _, pooled, _ = pipe.encode_prompt(texts, device=pipe.unet.device, do_classifier_free_guidance=False)
-        return TextCondition(embeds, pooled, size_ids(pipe, original_size).to(embeds.device).expand(len(texts), -1).clone())
+        return TextCondition(embeds, pooled, size_ids_for(self.image_size(pipe), original_size).to(embeds.device).expand(len(texts), -1).clone())
 
     def unconditional(self, pipe, like):
         ids = like.time_ids[:1]

@@ -8,7 +8,7 @@ __all__ = ['Upscaler']
 # %% ../../nbs/families/03_upscaler.ipynb 3
 import torch
 
-from ..core import UpscaleCondition
+from ..basics import UpscaleCondition
 from .base import DiffusionFamily
 from .sd import SD
 

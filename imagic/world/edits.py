@@ -165,12 +165,10 @@ def _fresh_scenes(n:int, seed:int, details:bool) -> list:
     rng = np.random.default_rng(seed)
     return [random_scene(rng, details=details) for _ in range(n)]
 
-def detail_survival(pipe, strengths=(0.3, 0.6), n:int=48, seed:int=DETAIL_SEED, details:bool=True, progress:bool=True,
-                    per_field:bool=False, method=None) -> dict:
-    "Per SDEdit strength, the share of `n` fresh renders (stream `seed`) whose unnamed identity is kept after SDEdit under their own caption with `pipe`, one seed each; `per_field`: also the share per identity part. `method`: another img2img with SDEdit's signature."
+def detail_survival(pipe, method, strengths=(0.3, 0.6), n:int=48, seed:int=DETAIL_SEED, details:bool=True, progress:bool=True,
+                    per_field:bool=False) -> dict:
+    "Per strength, the share of `n` fresh renders (stream `seed`) whose unnamed identity is kept after the img2img `method` (SDEdit: `imagic.baselines.METHODS['sdedit']`) under their own caption with `pipe`, one seed each; `per_field`: also the share per identity part. The method is passed in: the world measures editing methods, it does not import them."
     from tqdm.auto import tqdm
-    from imagic.baselines import METHODS
-    method = method or METHODS['sdedit']
     from imagic.core import image_size
     res = image_size(pipe)
     scenes = _fresh_scenes(n, seed, details)
@@ -197,7 +195,7 @@ def vae_identity_kept(pipe, n:int=200, seed:int=DETAIL_SEED + 1, details:bool=Tr
                 ok += all(identity_kept(s, im).values())
     return ok / n
 
-# %% ../../nbs/world/03_edits.ipynb 21
+# %% ../../nbs/world/03_edits.ipynb 22
 def edit_input(edit:Edit, res:int, factor:int=1) -> tuple:
     "The edit's input as the cascade gets it: rendered at `res` × `factor` px, and downsized to `res` for the base model, as `Imagic.fit` does — ((3, H, W), (3, h, w)) in [0, 1]; the same tensor twice when `factor` is 1."
     from imagic.core import load_image, pil_to_tensor, to_pil
@@ -326,7 +324,7 @@ def rates_table(records, model:str='finetuned', by_kind:bool=False) -> list:
     kinds = [None] + ([k for k in EDIT_KINDS if any(r['edit'].kind == k for r in records)] if by_kind else [])
     return [dict(eta=eta, kind=k or 'all', **success_rates(records, eta, model, k)) for eta in etas for k in kinds]
 
-# %% ../../nbs/world/03_edits.ipynb 29
+# %% ../../nbs/world/03_edits.ipynb 30
 def cascade_rates(records, kind:str=None) -> dict:
     "The cascade's figures over `run_edits(..., upscaler=...)` records (of one edit `kind`, or all): the share of images and of edits (most of their images) whose fine texture is kept, by the pretrained and the fine-tuned upscaler; the images only one of them gets right and the sign-test p; the base edit's success at 64 px and after each upscaler; mean seconds per stage."
     recs = [r for r in records if kind is None or r['edit'].kind == kind]
