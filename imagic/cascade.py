@@ -15,21 +15,22 @@ from .stages import finetune
 
 # %% ../nbs/16_cascade.ipynb 7
 def upscale_factor(up) -> int:
-    "How many times larger an upscaler's output is than its input (4 for the x4 upscaler)."
-    if family(up).role != 'upscaler': raise ValueError(f"expected an x4 upscaler (StableDiffusionUpscalePipeline), got {type(up).__name__}")
-    return up.vae_scale_factor
+    "How many times larger an upscaler's output is than its input (4 for the x4 upscaler and for IF's stage II)."
+    fam = family(up)
+    if fam.role != 'upscaler':
+        raise ValueError(f"expected a super-resolution model (an x4 upscaler or IF's stage II), got {type(up).__name__} ({fam.title})")
+    return fam.upscale_factor(up)
 
 def upscaler_condition(up, text, low_res:torch.Tensor, noise_level:int=20) -> UpscaleCondition:
     "The condition of `up`'s UNet for `text` (a string, or an embedding from `encode_text(up, ...)`) and a low-resolution image (3, h, w) in [0, 1]."
     upscale_factor(up)
-    max_level = up.config.max_noise_level if hasattr(up.config, 'max_noise_level') else up.low_res_scheduler.config.num_train_timesteps
-    if not isinstance(noise_level, int) or not 0 <= noise_level <= max_level:
+    fam = family(up)
+    max_level = fam.max_noise_level(up)
+    if not isinstance(noise_level, int) or isinstance(noise_level, bool) or not 0 <= noise_level <= max_level:
         raise ValueError(f"noise_level must be an integer in [0, {max_level}], got {noise_level!r}")
     emb = encode_text(up, text) if isinstance(text, str) else text
     low = low_res[None] if low_res.ndim == 3 else low_res
-    a = float(up.low_res_scheduler.alphas_cumprod[noise_level])
-    dev = up.unet.device
-    return UpscaleCondition(emb.to(dev), (low * 2 - 1).to(dev, torch.float32), noise_level, a)
+    return fam.upscale_condition(up, emb.to(up.unet.device), low, noise_level)
 
 # %% ../nbs/16_cascade.ipynb 10
 def finetune_upscaler(
@@ -57,21 +58,19 @@ def finetune_upscaler(
 def upscale(up, images, e_tgt, seeds, *, unet=None, steps:int=50, guidance_scale:float=7.5, noise_level:int=20,
             batch_size=None, progress:bool=False) -> list:
     "Upsample PIL `images` (one seed each) with `up` (its UNet, or `unet`), conditioned on `e_tgt` (a text, or the upscaler's embedding of it)."
-    from diffusers import StableDiffusionUpscalePipeline
     upscale_factor(up)
     seeds = list(seeds)
     if len(seeds) != len(images): raise ValueError(f"one seed per image: {len(images)} images, {len(seeds)} seeds")
-    pipe = StableDiffusionUpscalePipeline(**{**up.components, 'unet': unet if unet is not None else up.unet})
-    pipe.set_progress_bar_config(disable=not progress)
     emb = encode_text(up, e_tgt) if isinstance(e_tgt, str) else e_tgt
     emb = emb.to(up.unet.device, up.unet.dtype)
+    pipe = type(up)(**{**up.components, 'unet': unet if unet is not None else up.unet})  # the family's own pipeline, the UNet swapped
+    pipe.set_progress_bar_config(disable=not progress)
     bs = batch_size or len(images)
     out = []
     for i in range(0, len(images), bs):
-        chunk = images[i:i + bs]
-        out += pipe(prompt_embeds=emb.expand(len(chunk), -1, -1), image=list(chunk), num_inference_steps=steps,
-                    guidance_scale=guidance_scale, noise_level=noise_level,
-                    generator=[torch.Generator('cpu').manual_seed(s) for s in seeds[i:i + bs]]).images
+        chunk = list(images[i:i + bs])
+        out += family(up).upscale_call(pipe, chunk, emb.expand(len(chunk), -1, -1), steps=steps, guidance_scale=guidance_scale,
+                                       noise_level=noise_level, generator=[torch.Generator('cpu').manual_seed(s) for s in seeds[i:i + bs]])
     return out
 
 # %% ../nbs/16_cascade.ipynb 16

@@ -20,6 +20,7 @@ from pathlib import Path
 import imagic
 from .core import DEFAULT_CLIP, DEFAULT_MODEL, FITS, PRESETS, Settings, atomic_write, image_size, load_image, open_image, restore_aspect, to_pil
 from .stages import Checkpoint
+from .cascade import upscale_factor
 from .state import Imagic, ImagicState
 from .baselines import DEFAULT_KNOBS, METHODS, knobs_for
 
@@ -273,7 +274,7 @@ def cmd_edit(args) -> int:
     up = _load_upscaler(args, pipe)
     settings = _settings(args, pipe, up)
     x = load_image(img, image_size(pipe), fit=args.fit)
-    x_fit = load_image(img, image_size(pipe) * up.vae_scale_factor, fit=args.fit) if up is not None else x  # a cascade fits the full size
+    x_fit = load_image(img, image_size(pipe) * upscale_factor(up), fit=args.fit) if up is not None else x  # a cascade fits the full size
     if state is not None:
         try:
             state.check_model(pipe); state.check_image(x if up is None else load_image(to_pil(x_fit)[0], image_size(pipe)))

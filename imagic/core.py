@@ -134,6 +134,16 @@ def _loading_bars(show:bool):
     finally:
         for lib, on in zip((dl, tl), before): lib.enable_progress_bar() if on else lib.disable_progress_bar()
 
+def _check_components(source:str, model, given:dict):
+    "A one-line error when a local model folder lacks a component its model_index.json names (and nothing else supplies it)."
+    folder = Path(source)
+    if not folder.is_dir(): return
+    index = json.loads((folder / 'model_index.json').read_text())
+    missing = [k for k, v in index.items() if not k.startswith('_') and isinstance(v, list) and v and v[0] is not None
+               and k not in given and not (folder / k).is_dir()]
+    if missing: raise FileNotFoundError(f"{str(model)!r} lacks its {', '.join(missing)} folder (model_index.json names it); "
+                                        f"download the whole model")
+
 def load_pipeline(
     model=DEFAULT_MODEL,  # bundled model name, local diffusers folder, or hub id ('stable-diffusion-v1-5/stable-diffusion-v1-5', 'stabilityai/stable-diffusion-xl-base-1.0')
     device=None,     # torch device; None: the GPU if there is one, else the CPU
@@ -155,6 +165,7 @@ def load_pipeline(
         with warnings.catch_warnings(), _loading_bars(progress):  # newer diffusers renamed torch_dtype to dtype; the old name works in both
             warnings.filterwarnings('ignore', message='.*torch_dtype.*')
             extra.update(_shared_components(bundled, dtype))
+            _check_components(source, model, extra)
             pipe = cls.from_pretrained(source, torch_dtype=dtype, **extra)
     except OSError as e:
         raise FileNotFoundError(f"could not load model {model!r}: {e}") from e
@@ -414,22 +425,14 @@ def recommended_settings(model) -> dict:
 
 # %% ../nbs/01_core.ipynb 24
 def encode_image(pipe, image:torch.Tensor) -> torch.Tensor:
-    "Image(s) (3,H,W) or (B,3,H,W) in [0,1] -> latents (B,C,h,w): the VAE's posterior mean, shifted and scaled as the family says ((z − `shift_factor`) × `scaling_factor` for all five)."
+    "Image(s) (3,H,W) or (B,3,H,W) in [0,1] -> what the denoiser sees (B,C,h,w), as the family says: the VAE's posterior mean, shifted and scaled ((z − `shift_factor`) × `scaling_factor`) for the latent families; the pixels in [-1, 1] for DeepFloyd IF."
     if image.ndim == 3: image = image[None]
     if image.ndim != 4 or image.shape[1] != 3: raise ValueError(f"expected an RGB image tensor (B,3,H,W), got shape {tuple(image.shape)}")
-    f = pipe.vae_scale_factor
-    if image.shape[-1] % f or image.shape[-2] % f:
-        raise ValueError(f"image sides must be multiples of {f} to encode, got {tuple(image.shape[-2:])}")
-    vae = pipe.vae
-    with torch.no_grad():
-        z = vae.encode(image.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mean
-    return family(pipe).from_vae(vae, z)
+    with torch.no_grad(): return family(pipe).encode(pipe, image)
 
 def decode_latents(pipe, latents:torch.Tensor) -> torch.Tensor:
-    "Latents (B,C,h,w) -> images (B,3,H,W) in [0,1], float32 on the CPU."
-    vae = pipe.vae
-    with torch.no_grad():
-        x = vae.decode(family(pipe).to_vae(vae, latents.to(vae.device, vae.dtype))).sample
+    "What the denoiser sees (B,C,h,w) -> images (B,3,H,W) in [0,1], float32 on the CPU: through the VAE, or the pixels themselves (IF)."
+    with torch.no_grad(): x = family(pipe).decode(pipe, latents)
     return ((x.float() + 1) / 2).clamp(0, 1).cpu()
 
 # %% ../nbs/01_core.ipynb 25

@@ -481,6 +481,7 @@ def generate_latents(pipe, embeddings, seeds, *, denoiser=None, unet=None, guida
     precision = resolve_precision(device, mixed_precision)
     noise = initial_latents(pipe, seeds, generator_device)
     n, s = len(embs), len(seeds)
+    row_seeds = list(seeds) if paired else [sd for _ in range(n) for sd in seeds]  # the seed of each image, embedding-major
     if paired:
         if n != s: raise ValueError(f"paired generation needs as many seeds as embeddings, got {s} and {n}")
         cond, start = cond_map(lambda e: e.to(device, dtype), embs), noise
@@ -497,7 +498,7 @@ def generate_latents(pipe, embeddings, seeds, *, denoiser=None, unet=None, guida
     bar = tqdm(total=total, desc='stage 3: sampling', disable=not progress, leave=False, dynamic_ncols=True)
     with torch.no_grad():
         for i in range(0, len(cond), bs):
-            sched = fam.sampler(pipe, steps, device, shape)  # per chunk: a flow scheduler counts its steps
+            sched = fam.sampler(pipe, steps, device, shape, seeds=row_seeds[i:i + bs])  # per chunk: a flow scheduler counts its steps
             c = cond_map(lambda e: e[i:i + bs], cond)
             x = start[i:i + bs].to(device, torch.float32) * getattr(sched, 'init_noise_sigma', 1.0)
             ctx = cond_map(lambda u, e: torch.cat([u.expand(len(e), *u.shape[1:]), e]), uncond, c) if guided else c
@@ -511,7 +512,7 @@ def generate_latents(pipe, embeddings, seeds, *, denoiser=None, unet=None, guida
                         pred = mix_weight * pred + (1 - mix_weight) * pre
                 if guided:
                     pu, pc = pred.chunk(2)
-                    pred = pu + guidance_scale * (pc - pu)
+                    pred = fam.guide(pu, pc, guidance_scale)
                 x = fam.sampler_step(sched, pred, t, x)
                 bar.update(); done += 1
                 if callback is not None: callback(done, total)

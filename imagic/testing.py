@@ -5,7 +5,8 @@
 # %% auto 0
 __all__ = ['N_MERGES', 'clip_bpe_path', 'write_clip_tokenizer', 'tiny_components', 'save_tiny_model', 'tiny_sdxl_components',
            'save_tiny_sdxl_model', 'tiny_upscaler_components', 'save_tiny_upscaler', 'tiny_sd3_components',
-           'tiny_flux_components', 'save_tiny_sd3_model', 'save_tiny_flux_model']
+           'tiny_flux_components', 'save_tiny_sd3_model', 'save_tiny_flux_model', 'tiny_if_components',
+           'tiny_if_sr_components', 'save_tiny_if_model']
 
 # %% ../nbs/00_testing.ipynb 3
 import gzip
@@ -229,4 +230,49 @@ def save_tiny_flux_model(folder, **kwargs) -> Path:
     from diffusers import FluxPipeline
     folder = Path(folder)
     FluxPipeline(**tiny_flux_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+# %% ../nbs/00_testing.ipynb 26
+def _if_unet(seed:int, image_size:int, t5_dim:int, super_resolution:bool=False):
+    "A tiny UNet laid out as DeepFloyd IF's (the layout of diffusers' own IF tests): Simple-cross-attention blocks on T5 states, ε and a learned-range variance out."
+    from diffusers import UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnAddedKVProcessor
+    torch.manual_seed(seed)
+    kw = dict(sample_size=image_size, layers_per_block=1, block_out_channels=(32, 64),
+              down_block_types=('ResnetDownsampleBlock2D', 'SimpleCrossAttnDownBlock2D'), mid_block_type='UNetMidBlock2DSimpleCrossAttn',
+              up_block_types=('SimpleCrossAttnUpBlock2D', 'ResnetUpsampleBlock2D'), in_channels=6 if super_resolution else 3,
+              out_channels=6, cross_attention_dim=32, encoder_hid_dim=t5_dim, attention_head_dim=8, addition_embed_type='text',
+              addition_embed_type_num_heads=2, cross_attention_norm='group_norm', resnet_time_scale_shift='scale_shift',
+              act_fn='gelu', norm_num_groups=16)
+    if super_resolution:  # stage II: the noise level of the upsampled low-resolution image as a timestep-like class label
+        kw.update(class_embed_type='timestep', mid_block_scale_factor=1.414, time_embedding_act_fn='gelu', time_embedding_dim=32)
+    unet = UNet2DConditionModel(**kw)
+    unet.set_attn_processor(AttnAddedKVProcessor())
+    return unet
+
+def _if_scheduler(**extra):
+    from diffusers import DDPMScheduler
+    return DDPMScheduler(num_train_timesteps=1000, beta_schedule='squaredcos_cap_v2', beta_start=0.0001, beta_end=0.02, **extra)
+
+def tiny_if_components(seed:int=0, image_size:int=16, t5_dim:int=32) -> dict:
+    "Randomly initialised DeepFloyd IF stage-I components (`IFPipeline`): T5 with a file-less ByT5 tokenizer, a pixel-space UNet, IF's DDPM (learned-range variance, dynamic thresholding); no safety checker or watermarker."
+    t5, tok = _t5(seed, t5_dim, max_length=77)  # IF's pipelines encode 77 T5 tokens
+    sched = _if_scheduler(thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.0, prediction_type='epsilon',
+                          variance_type='learned_range')
+    return dict(tokenizer=tok, text_encoder=t5, unet=_if_unet(seed, image_size, t5_dim), scheduler=sched, safety_checker=None,
+                feature_extractor=None, watermarker=None, requires_safety_checker=False)
+
+def tiny_if_sr_components(seed:int=0, image_size:int=64, t5_dim:int=32) -> dict:
+    "Randomly initialised IF stage-II components (`IFSuperResolutionPipeline`): its UNet takes the noised upsampled low-resolution image beside x_t."
+    comps = tiny_if_components(seed, image_size, t5_dim)
+    comps['unet'] = _if_unet(seed + 7, image_size, t5_dim, super_resolution=True)
+    comps['image_noising_scheduler'] = _if_scheduler()
+    return comps
+
+def save_tiny_if_model(folder, super_resolution:bool=False, **kwargs) -> Path:
+    "Build `tiny_if_components(**kwargs)` (or stage II's, `tiny_if_sr_components`) and save them as a diffusers folder; returns the folder."
+    from diffusers import IFPipeline, IFSuperResolutionPipeline
+    folder = Path(folder)
+    cls, comps = (IFSuperResolutionPipeline, tiny_if_sr_components) if super_resolution else (IFPipeline, tiny_if_components)
+    cls(**comps(**kwargs)).save_pretrained(folder, safe_serialization=True)
     return folder

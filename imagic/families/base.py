@@ -60,6 +60,17 @@ class Family:
     def text_width(self, pipe) -> int:
         "Width of the token embeddings the denoiser attends to."
         raise NotImplementedError
+    def encode(self, pipe, image):
+        "Images (B, 3, H, W) in [0, 1] -> what the denoiser sees: here the VAE's posterior mean, shifted and scaled."
+        f = pipe.vae_scale_factor
+        if image.shape[-1] % f or image.shape[-2] % f:
+            raise ValueError(f"image sides must be multiples of {f} to encode, got {tuple(image.shape[-2:])}")
+        vae = pipe.vae
+        return self.from_vae(vae, vae.encode(image.to(vae.device, vae.dtype) * 2 - 1).latent_dist.mean)
+    def decode(self, pipe, latents):
+        "The inverse of `encode`, in [-1, 1]."
+        vae = pipe.vae
+        return vae.decode(self.to_vae(vae, latents.to(vae.device, vae.dtype))).sample
     def from_vae(self, vae, z):
         "The VAE's latents as the denoiser sees them: shifted (SD3, FLUX.1) and scaled by the VAE's config."
         return (z - (getattr(vae.config, 'shift_factor', None) or 0.0)) * vae.config.scaling_factor
@@ -76,6 +87,9 @@ class Family:
         "Whether sampling at `guidance_scale` needs a second, unconditional pass."
         return guidance_scale != 1.0
     def default_guidance(self) -> float: return self.defaults.get('guidance_scale', 7.5)
+    def guide(self, uncond, cond, scale:float):
+        "Classifier-free guidance of two predictions (IF guides its ε half only)."
+        return uncond + scale * (cond - uncond)
 
     # -- calling the denoiser
     def predict(self, denoiser, x, t, cond, dtype=None, guidance=None):
@@ -94,8 +108,8 @@ class Family:
         raise NotImplementedError
 
     # -- sampling
-    def sampler(self, pipe, steps:int, device, latent_shape:tuple):
-        "A fresh scheduler with `steps` sampling steps set, as the family's pipeline sets them."
+    def sampler(self, pipe, steps:int, device, latent_shape:tuple, seeds=None):
+        "A fresh scheduler with `steps` sampling steps set, as the family's pipeline sets them; `seeds`: the images' seeds, for a stochastic sampler's noise (IF's DDPM)."
         raise NotImplementedError
     def sampler_input(self, sched, x, t): return x
     def sampler_step(self, sched, pred, t, x): raise NotImplementedError
@@ -247,10 +261,14 @@ class DiffusionFamily(Family):
         else: raise ValueError(f"unsupported prediction_type {kind!r}")
         x_t = self.noisy_input(x_t, cond, extra)
         dtype = dtype if dtype is not None else denoiser.dtype
-        pred = denoiser(x_t.to(dtype), timesteps, **self.unet_inputs(cond, dtype)).sample
+        pred = self.trained_part(denoiser(x_t.to(dtype), timesteps, **self.unet_inputs(cond, dtype)).sample, c)
         return F.mse_loss(pred.float(), target)
 
-    def sampler(self, pipe, steps:int, device, latent_shape:tuple):
+    def trained_part(self, pred, channels:int):
+        "The part of the UNet's output the loss trains: all of it (IF's learned variance half is left out)."
+        return pred
+
+    def sampler(self, pipe, steps:int, device, latent_shape:tuple, seeds=None):
         from diffusers import DDIMScheduler
         sched = DDIMScheduler.from_config(pipe.scheduler.config)
         sched.set_timesteps(steps, device=device)
@@ -307,7 +325,7 @@ class FlowFamily(Family):
         pred = self.predict(denoiser, x_t.to(dtype), timesteps, cond, dtype, guidance)
         return F.mse_loss(pred.float(), noise - x0)
 
-    def sampler(self, pipe, steps:int, device, latent_shape:tuple):
+    def sampler(self, pipe, steps:int, device, latent_shape:tuple, seeds=None):
         sched = type(pipe.scheduler).from_config(pipe.scheduler.config)
         sched.set_timesteps(**self.timestep_kwargs(sched, steps, latent_shape), device=device)
         return sched

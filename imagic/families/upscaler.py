@@ -32,6 +32,19 @@ class Upscaler(DiffusionFamily):
         emb = cond.embeds.to(dtype) if dtype is not None else cond.embeds
         return dict(encoder_hidden_states=emb, class_labels=torch.full((len(cond),), cond.noise_level, dtype=torch.long, device=emb.device))
 
+    # -- the cascade (`imagic.cascade`) asks these
+    def upscale_factor(self, up) -> int: return up.vae_scale_factor
+    def max_noise_level(self, up) -> int:
+        return up.config.max_noise_level if hasattr(up.config, 'max_noise_level') else up.low_res_scheduler.config.num_train_timesteps
+    def upscale_condition(self, up, emb, low, noise_level:int):
+        "The UNet's condition: the text embedding, the clean low-resolution image (N, 3, h, w) in [-1, 1], its noise level."
+        a = float(up.low_res_scheduler.alphas_cumprod[noise_level])
+        return UpscaleCondition(emb, (low * 2 - 1).to(up.unet.device, torch.float32), noise_level, a)
+    def upscale_call(self, pipe, images:list, emb, *, steps, guidance_scale, noise_level, generator) -> list:
+        "diffusers' own pipeline on PIL `images`, one generator each."
+        return pipe(prompt_embeds=emb, image=images, num_inference_steps=steps, guidance_scale=guidance_scale,
+                    noise_level=noise_level, generator=generator).images
+
     def noisy_input(self, x_t, cond, extra):
         a = cond.low_res_alpha
         return torch.cat([x_t, a ** 0.5 * cond.low_res.float() + (1 - a) ** 0.5 * extra.float()], dim=1)
