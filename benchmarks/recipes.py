@@ -72,7 +72,12 @@ def main(argv=None):
     ap.add_argument('--records', default=str(RECORDS))
     ap.add_argument('--table', action='store_true')
     ap.add_argument('--figure', default=None, help='write the recipe figure (PNG) here')
+    ap.add_argument('--heldout', type=int, default=0, metavar='N',
+                    help='instead: the --run candidates on the first N held-out edits (N/4 per kind) beside SDEdit at its chosen strength, '
+                         'with paired sign tests (records: 06_heldout.jsonl and 07_compare.jsonl)')
+    ap.add_argument('--shard', default='0/1', help='i/n: with --heldout, fit every n-th held-out edit from the i-th')
     args = ap.parse_args(argv)
+    if args.heldout: return heldout(args)
     import imagic
     from imagic.world import EDIT_KINDS, run_edits, trained_on_details
     pipe = imagic.load_pipeline(args.model, device='cpu')
@@ -90,6 +95,53 @@ def main(argv=None):
         rows = table(pipe, edits, reads)
         for r in rows: print(json.dumps(r))
         if args.figure: figure(rows, args.figure)
+
+
+def heldout(args):
+    "The held-out table: each candidate at its η chosen on validation (best share of edits with both), beside SDEdit; sign tests."
+    import numpy as np
+    import imagic
+    from imagic.baselines import compare, knobs_for
+    from imagic.world import EDIT_KINDS, heldout_edits, run_edits, trained_on_details
+    from imagic.world.edits import edit_successes, sign_test, stored_records
+    pipe = imagic.load_pipeline(args.model, device='cpu')
+    world = Path(args.records).parent
+    edits = heldout_edits(args.heldout, details=trained_on_details(pipe))
+    i, n = (int(x) for x in args.shard.split('/'))
+    names = args.run or ['recommended']
+    for name in names:
+        s = settings_of(pipe, name)
+        for j, e in enumerate(edits):
+            if j % n != i: continue
+            r, = run_edits(pipe, [e], s, etas=s.etas, seeds=s.seeds, ablation=False, progress=False, records=world / '06_heldout.jsonl')
+            print(f"{name}: held-out edit {j + 1}/{len(edits)} ({e.kind}) fit {r.get('fit_s', 0):.1f} s", flush=True)
+    sd = compare(pipe, edits, methods=('sdedit',), records=world / '07_compare.jsonl', progress=False, shard=(i, n),
+                 knobs={'sdedit': knobs_for(pipe, 'sdedit')})
+    if n > 1: return
+    sd_ok = [any(j['both'] for j in r['judged']) for r in sorted(sd, key=lambda r: r['edit'])]
+    val = [e for e in chosen_edits(8, EDIT_KINDS, trained_on_details(pipe))]
+    reads = [args.records, str(world / '06_sweep.jsonl')]
+    rows = {}
+    for name in ['recommended'] + [m for m in names if m != 'recommended']:
+        s = settings_of(pipe, name)
+        recs = [r for _, r in sorted(stored_records(world / '06_heldout.jsonl', pipe, edits, s, s.etas, s.seeds, False).items())]
+        if len(recs) < len(edits): print(f"{name}: {len(recs)} of {len(edits)} held-out edits stored"); continue
+        vrecs = list(stored(pipe, name, val, reads).values())
+        eta = max(s.etas, key=lambda e: (np.mean(edit_successes(vrecs, e)) if vrecs else 0, e))
+        rows[name] = (eta, edit_successes(recs, eta), [r['edit'].kind for r in recs], float(np.mean([r['fit_s'] for r in recs])))
+    kinds = [e.kind for e in edits]
+    print(f"| recipe | η | {' | '.join(EDIT_KINDS)} | all | fit s |")
+    print('|---' * (len(EDIT_KINDS) + 4) + '|')
+    for name, (eta, ok, _, fit) in list(rows.items()) + [('sdedit', (knobs_for(pipe, 'sdedit')['strength'], sd_ok, kinds, float('nan')))]:
+        per = ' | '.join(f"{np.mean([o for o, k in zip(ok, kinds) if k == kind]):.0%}" for kind in EDIT_KINDS)
+        print(f"| {name} | {eta} | {per} | {np.mean(ok):.0%} | {fit:.0f} |")
+    rec = rows.get('recommended')
+    for name, (eta, ok, _, _) in rows.items():
+        for other, b in ([('recommended', rec[1])] if rec and name != 'recommended' else []) + [('sdedit', sd_ok)]:
+            pose = [k == 'pose' for k in kinds]
+            t_all, t_pose = sign_test(ok, b), sign_test([o for o, p in zip(ok, pose) if p], [x for x, p in zip(b, pose) if p])
+            print(f"{name} vs {other}: all {t_all['only_first']} only {name}, {t_all['only_second']} only {other} (p {t_all['p']:.3g}); "
+                  f"pose {t_pose['only_first']} vs {t_pose['only_second']} (p {t_pose['p']:.3g})")
 
 
 def table(pipe, edits, reads) -> list:

@@ -19,6 +19,7 @@ The records are `imagic.world.run_edits` records: give `--records` the report no
                                                       # a few steps per stage extrapolated, in a few minutes
     python benchmarks/speed.py --sd3 --device cuda    # SD3.5-medium-sized random components (MMDiT, two CLIPs, T5-XXL), 1024x1024
     python benchmarks/speed.py --flux --device cuda   # FLUX.1-dev-sized random components (12 B transformer, CLIP, T5-XXL), 1024x1024
+    python benchmarks/speed.py --if --device cuda     # DeepFloyd IF-I-XL-sized random components (4.3 B pixel UNet, T5-XXL), 64x64
     python benchmarks/speed.py --sd15 --sdxl --sd3 --flux --device cuda   # the whole device check, one model after another
     python benchmarks/speed.py --overhead             # imagic's per-step overhead against the community pipeline's loop, tiny SD model
 
@@ -79,6 +80,8 @@ def load(args):
         pipe = sd15_random(device, half)
     elif args.sdxl:  # random weights of SDXL base's shapes, built on the device (no hub there)
         pipe = sdxl_random(device, half, tiny=args.tiny)
+    elif getattr(args, 'if'):  # DeepFloyd IF-I-XL's layout at its size, with T5-XXL; float16 as IF ships
+        pipe = if_random(device, half, tiny=args.tiny)
     elif args.sd3 or args.flux:  # SD3.5-medium's or FLUX.1-dev's shapes; bf16 as those models ship
         pipe = flow_random('sd3' if args.sd3 else 'flux', device, torch.bfloat16 if device.type == 'cuda' else torch.float32, tiny=args.tiny)
     else:
@@ -192,7 +195,43 @@ def flow_random(name, device, dtype, tiny=False):
     return pipe.to(device, dtype)
 
 
-LARGE = ('sdxl', 'sd3', 'flux')  # random components of a large model: paper and fast presets, a few steps per stage extrapolated
+def if_unet_config(channels:int, mult, layers:int, cross_dim:int, size:int, super_resolution:bool=False) -> dict:
+    "A UNet laid out as diffusers' conversion of DeepFloyd IF lays it out (a plain resnet block at full size, Simple-cross-attention blocks below, T5-XXL states projected in)."
+    n = len(mult)
+    down = ('ResnetDownsampleBlock2D',) + ('SimpleCrossAttnDownBlock2D',) * (n - 1)
+    up = ('SimpleCrossAttnUpBlock2D',) * (n - 1) + ('ResnetUpsampleBlock2D',)
+    kw = dict(sample_size=size, in_channels=6 if super_resolution else 3, out_channels=6, block_out_channels=tuple(channels * m for m in mult),
+              layers_per_block=layers, down_block_types=down, up_block_types=up, mid_block_type='UNetMidBlock2DSimpleCrossAttn',
+              cross_attention_dim=cross_dim, encoder_hid_dim=4096, attention_head_dim=64, addition_embed_type='text',
+              addition_embed_type_num_heads=64, cross_attention_norm='group_norm', resnet_time_scale_shift='scale_shift', act_fn='gelu')
+    if super_resolution: kw.update(class_embed_type='timestep', mid_block_scale_factor=1.414, time_embedding_act_fn='gelu')
+    return kw
+
+
+def if_random(device, dtype, tiny=False):
+    "An IFPipeline with IF-I-XL's layout, its widths set so that the UNet has IF-I-XL's published 4.3 B parameters (64 px), and T5 v1.1 XXL's encoder (4.7 B), random weights, built on the device; `tiny`: imagic.testing's."
+    from diffusers import DDPMScheduler, IFPipeline, UNet2DConditionModel
+    from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
+    from imagic.testing import tiny_if_components
+    torch.manual_seed(0)
+    if tiny: comps = tiny_if_components()
+    else:
+        with torch.device(device):
+            unet = UNet2DConditionModel(**if_unet_config(704, (1, 2, 3, 4), 3, 2048, 64))
+            t5 = T5EncoderModel(T5Config(vocab_size=32128, d_model=4096, d_kv=64, d_ff=10240, num_layers=24, num_heads=64,
+                                         feed_forward_proj='gated-gelu'))
+        sched = DDPMScheduler(variance_type='learned_range', beta_schedule='squaredcos_cap_v2', prediction_type='epsilon',
+                              thresholding=True, dynamic_thresholding_ratio=0.95, sample_max_value=1.5)
+        comps = dict(tokenizer=ByT5Tokenizer(model_max_length=77), text_encoder=t5, unet=unet, scheduler=sched, safety_checker=None,
+                     feature_extractor=None, watermarker=None, requires_safety_checker=False)
+    pipe = IFPipeline(**comps)
+    for m in (pipe.unet, pipe.text_encoder): m.requires_grad_(False); m.eval()
+    print(f"# IF stage I: UNet {sum(p.numel() for p in pipe.unet.parameters()) / 1e9:.2f} B parameters, "
+          f"T5 {sum(p.numel() for p in pipe.text_encoder.parameters()) / 1e9:.2f} B", file=sys.stderr)
+    return pipe.to(device, dtype)
+
+
+LARGE = ('sdxl', 'sd3', 'flux', 'if')  # random components of a large model: paper and fast presets, a few steps per stage extrapolated
 
 
 def _large(args): return any(getattr(args, n) for n in LARGE)
@@ -418,7 +457,8 @@ def main():
     ap.add_argument('--sdxl', action='store_true', help='SDXL-sized random components at 1024x1024: paper and fast presets, 3 steps per stage extrapolated (speed and memory only)')
     ap.add_argument('--sd3', action='store_true', help='SD3.5-medium-sized random components at 1024x1024 (bf16 on CUDA): paper and fast, 3 steps per stage extrapolated')
     ap.add_argument('--flux', action='store_true', help='FLUX.1-dev-sized random components at 1024x1024 (bf16 on CUDA): paper and fast, 3 steps per stage extrapolated')
-    ap.add_argument('--tiny', action='store_true', help='with --sdxl, --sd3 or --flux: the tiny test model instead (a smoke check of that path on a CPU)')
+    ap.add_argument('--if', action='store_true', help="DeepFloyd IF-I-XL-sized random components (4.3 B UNet, T5-XXL) at 64 px: paper (the Imagen settings) and fast, 3 steps per stage extrapolated")
+    ap.add_argument('--tiny', action='store_true', help='with --sdxl, --sd3, --flux or --if: the tiny test model instead (a smoke check of that path on a CPU)')
     ap.add_argument('--overhead', action='store_true', help="imagic's stage steps against the community pipeline's loop on a tiny random SD model: alternating runs, medians")
     ap.add_argument('--details', action=argparse.BooleanOptionalAction, default=None,
                     help="held-out edits of the world with marks and pebbles, or (--no-details) without (default: the world the model was trained on)")
@@ -453,7 +493,7 @@ def main():
     large = _large(args)
     if large: args.quick = True  # a few steps per stage, extrapolated, so the script fits a short device lease
     big = next((n for n in LARGE if getattr(args, n)), None)
-    sizes = dict(sdxl='SDXL', sd3='SD3.5-medium', flux='FLUX.1-dev')
+    sizes = {'sdxl': 'SDXL', 'sd3': 'SD3.5-medium', 'flux': 'FLUX.1-dev', 'if': 'DeepFloyd IF-I-XL (4.3 B) + T5-XXL'}
     what = (f"{sizes[big]}-sized random components" + (" (tiny)" if args.tiny else "")) if large else "SD 1.5-sized random components" if args.sd15 else args.model
     print(f'# imagic speed benchmark — {what} on {name}; torch {torch.__version__}')
     print(f'# mode: {"quick (time per step from a few steps, totals = steps x time per step)" if args.quick else "full"}\n')
