@@ -42,7 +42,10 @@ CANDIDATES = {
     'low300': (None, dict(finetune_steps=300, finetune_lr=6e-5, timestep_range=[0.0, 0.6]), '100 + 300 steps at 6e-5, timesteps t < 600 only'),
     'rec450': (None, dict(finetune_steps=450, finetune_lr=6e-5), 'half the recommended steps at twice the rate: 100 + 450 at 6e-5'),
     'rec_fgt_enc': (None, dict(forget='encoder'), 'recommended, the encoder forgotten at sampling'),
+    'rec_fgt_dec': (None, dict(forget='decoder'), 'recommended, the decoder forgotten at sampling'),
+    'rec_fgt_kv': (None, dict(forget='all_but_cross_kv'), 'recommended, all but the cross-attention keys and values forgotten'),
     'rec_mix': (None, dict(mix_weight=0.5, mix_range=[0.6, 1.0]), 'recommended, half the pretrained prediction for t >= 600 (SINE)'),
+    'rec_mix_lo': (None, dict(mix_weight=0.5, mix_range=[0.0, 0.4]), 'recommended, half the pretrained prediction for t < 400'),
     'rec_project': (None, dict(edit_rule='project'), 'recommended, stage 3 by vector projection'),
 }
 
@@ -75,6 +78,9 @@ def main(argv=None):
     ap.add_argument('--heldout', type=int, default=0, metavar='N',
                     help='instead: the --run candidates on the first N held-out edits (N/4 per kind) beside SDEdit at its chosen strength, '
                          'with paired sign tests (records: 06_heldout.jsonl and 07_compare.jsonl)')
+    ap.add_argument('--stage3', action='store_true',
+                    help="the --run candidates differ from 'recommended' in stage 3 only (forgetting, mixing, projection): fit each "
+                         "edit once with the recommended settings and sample every candidate from that fit")
     ap.add_argument('--shard', default='0/1', help='i/n: with --heldout, fit every n-th held-out edit from the i-th')
     args = ap.parse_args(argv)
     if args.heldout: return heldout(args)
@@ -84,6 +90,7 @@ def main(argv=None):
     kinds = args.kinds or list(EDIT_KINDS)
     edits = [e for e in chosen_edits(args.edits, EDIT_KINDS, trained_on_details(pipe)) if e.kind in kinds]
     reads = [args.records, str(Path(args.records).parent / '06_sweep.jsonl')]
+    if args.stage3: stage3(pipe, args.run, edits, reads, args.records); args.run = []
     for name in args.run:
         s = settings_of(pipe, name)
         done = stored(pipe, name, edits, reads)
@@ -95,6 +102,39 @@ def main(argv=None):
         rows = table(pipe, edits, reads)
         for r in rows: print(json.dumps(r))
         if args.figure: figure(rows, args.figure)
+
+
+STAGE3 = ('forget', 'mix_weight', 'mix_range', 'edit_rule', 'etas')  # what a stage-3 candidate may change
+
+
+def stage3(pipe, names, edits, reads, records):
+    "Stage-3 candidates from one fit per edit: each stored as if fitted alone (the same key `run_edits` would write), its fit seconds the shared fit's."
+    import time
+    from imagic.core import encode_image, encode_text, image_size
+    from imagic.stages import fit_stages, generate_edits
+    from imagic.world import judge
+    from imagic.world.edits import _record_key, _record_line, edit_input
+    from imagic.state import model_fingerprint
+    from imagic.core import append_jsonl
+    base = settings_of(pipe, 'recommended')
+    fp = model_fingerprint(pipe)
+    for name in names:
+        d = {k: v for k, v in settings_of(pipe, name).to_dict().items() if base.to_dict().get(k) != v}
+        if set(d) - set(STAGE3): raise SystemExit(f"{name} changes {sorted(set(d) - set(STAGE3))}: not a stage-3 candidate")
+    for j, e in enumerate(edits):
+        todo = [n for n in names if 0 not in stored(pipe, n, [e], reads)]
+        if not todo: continue
+        x_full, x = edit_input(e, image_size(pipe))
+        t0 = time.perf_counter()
+        lat, e_tgt = encode_image(pipe, x), encode_text(pipe, e.text)
+        e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, base, progress=False)
+        fit_s = time.perf_counter() - t0
+        for name in todo:
+            s = settings_of(pipe, name)
+            grid = generate_edits(pipe, e_tgt, e_opt, s, denoiser=unet, etas=ETAS, seeds=s.seeds, progress=False)
+            rec = dict(edit=e, fit_s=fit_s, judged={('finetuned', eta, sd): judge(e, im) for eta, row in zip(ETAS, grid) for sd, im in zip(s.seeds, row)})
+            append_jsonl(records, _record_line(_record_key(fp, e, s, ETAS, s.seeds, False), rec))
+        print(f"stage 3: edit {j + 1}/{len(edits)} ({e.kind}) fit {fit_s:.1f} s, {len(todo)} candidates sampled", flush=True)
 
 
 def heldout(args):
@@ -156,20 +196,28 @@ def table(pipe, edits, reads) -> list:
         pose = [r for r in recs if r['edit'].kind == 'pose']
         out.append(dict(name=name, n=len(recs), eta=best, both=float(np.mean(edit_successes(recs, best))),
                         pose_n=len(pose), pose=float(np.mean(edit_successes(pose, best))) if pose else None,
-                        fit_s=float(np.mean([r['fit_s'] for r in recs])), what=CANDIDATES[name][2]))
+                        fit_s=float(np.mean([r['fit_s'] for r in recs])), what=CANDIDATES[name][2],
+                        kinds=sorted({r['edit'].kind for r in recs})))
     return out
 
 
-def figure(rows, path):
+def figure(rows, path, note='fit seconds per edit as recorded (this CPU, mean over the edits)'):
+    "Success against fit seconds, a point per recipe; today's presets in orange; labels of points at the same height stacked."
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
-    for r in rows:
-        ax.scatter(r['fit_s'], 100 * r['both'], s=30, color='C1' if r['name'] in ('paper', 'recommended', 'fast') else 'C0')
-        ax.annotate(f"{r['name']} (η {r['eta']})", (r['fit_s'], 100 * r['both']), fontsize=8, xytext=(4, 3), textcoords='offset points')
-    ax.set_xscale('log'); ax.set_xlabel('fit seconds per edit (this CPU, mean over the edits)'); ax.set_ylabel('edits succeeded (%)')
-    n = sorted({r['n'] for r in rows})
-    ax.set_title(f"Recipes on validation edits ({'/'.join(map(str, n))} edits; one seed of four at the recipe's best η)", fontsize=9)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    seen, full = {}, max(r['n'] for r in rows)
+    for r in sorted(rows, key=lambda r: r['fit_s']):
+        y = round(100 * r['both'])
+        k = seen[y] = seen.get(y, -1) + 1
+        ax.scatter(r['fit_s'], 100 * r['both'], s=30 if r['n'] == full else 14, color='C1' if r['name'] in ('paper', 'recommended', 'fast') else 'C0', zorder=3)
+        part = f", {r['n']} of {full} edits" if r['n'] < full else ''
+        ax.annotate(f"{r['name']} (η {r['eta']}{part})", (r['fit_s'], 100 * r['both']), fontsize=8, xytext=(4, 3 + 10 * k),
+                    textcoords='offset points', arrowprops=dict(arrowstyle='-', lw=0.4, color='0.5') if k else None)
+    ax.set_xscale('log'); ax.set_xlabel(note); ax.set_ylabel('edits succeeded (%)'); ax.set_ylim(-5, 105)
+    kinds = sorted({k for r in rows for k in r.get('kinds', [])})
+    ax.set_title(f"Recipes on {full} validation edits{' (' + ', '.join(kinds) + ')' if kinds else ''}\n"
+                 "success: one seed of four reaches the asked attribute and keeps the rest, at the recipe's best η", fontsize=9)
     ax.grid(alpha=.3); fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
 

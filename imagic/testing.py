@@ -163,7 +163,7 @@ def save_tiny_upscaler(folder, **kwargs) -> Path:
     StableDiffusionUpscalePipeline(**tiny_upscaler_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
     return folder
 
-# %% ../nbs/00_testing.ipynb 24
+# %% ../nbs/00_testing.ipynb 25
 def _t5(seed:int, width:int=64, max_length:int=16):
     "A tiny T5 encoder and a ByT5 tokenizer (no files needed) that keeps `max_length` tokens."
     from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
@@ -232,7 +232,7 @@ def save_tiny_flux_model(folder, **kwargs) -> Path:
     FluxPipeline(**tiny_flux_components(**kwargs)).save_pretrained(folder, safe_serialization=True)
     return folder
 
-# %% ../nbs/00_testing.ipynb 26
+# %% ../nbs/00_testing.ipynb 27
 def _if_unet(seed:int, image_size:int, t5_dim:int, super_resolution:bool=False):
     "A tiny UNet laid out as DeepFloyd IF's (the layout of diffusers' own IF tests): Simple-cross-attention blocks on T5 states, ε and a learned-range variance out."
     from diffusers import UNet2DConditionModel

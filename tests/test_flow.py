@@ -219,10 +219,10 @@ def test_no_code_outside_the_families_asks_which_family_it_holds():
     import re
     from pathlib import Path
     root = Path(imagic.__file__).parent
-    patterns = (r"model_family\([^)]*\)\s*[=!]=", r"[=!]=\s*'(sd|sdxl|sd3|flux)'", r"(fam|family\([^)]*\))\.name\s*[=!]=",
+    patterns = (r"model_family\([^)]*\)\s*[=!]=", r"[=!]=\s*'(sd|sdxl|sd3|flux|if|if_sr)'", r"(fam|family\([^)]*\))\.name\s*[=!]=",
                 r"isinstance\([^)]*(Pipeline|UNet2DConditionModel|Transformer2DModel)\b")
     offenders = [f'{py.relative_to(root)}: {m.group(0)}' for py in root.rglob('*.py')
                  if 'families' not in py.parts and py.name != '_modidx.py'
                  for p in patterns for m in re.finditer(p, py.read_text())]
     assert not offenders, offenders
-    assert len(list((root / 'families').glob('*.py'))) == 7  # __init__, base and one module per family
+    assert len(list((root / 'families').glob('*.py'))) == 8  # __init__, base and one module per family (IF's holds both its stages)

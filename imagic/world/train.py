@@ -259,7 +259,7 @@ def train_model(out, work=None, seed:int=0, n_images:int=40000, vae_steps:int=20
     _log(f'saved to {out} after {time.time() - t0:.0f} s', logf)
     return out
 
-# %% ../../nbs/world/02_train.ipynb 23
+# %% ../../nbs/world/02_train.ipynb 24
 def main(argv=None):
     "Command line: `python -m imagic.world.train --out FOLDER [--work DIR] [--seed N] ...`."
     import argparse
