@@ -65,11 +65,11 @@ def upscale(up, images, e_tgt, seeds, *, unet=None, steps:int=50, guidance_scale
     emb = emb.to(up.unet.device, up.unet.dtype)
     pipe = type(up)(**{**up.components, 'unet': unet if unet is not None else up.unet})  # the family's own pipeline, the UNet swapped
     pipe.set_progress_bar_config(disable=not progress)
-    bs = batch_size or len(images)
+    fam, bs = family(up), batch_size or len(images)
     out = []
     for i in range(0, len(images), bs):
         chunk = list(images[i:i + bs])
-        out += family(up).upscale_call(pipe, chunk, emb.expand(len(chunk), -1, -1), steps=steps, guidance_scale=guidance_scale,
+        out += fam.upscale_call(pipe, chunk, emb.expand(len(chunk), -1, -1), steps=steps, guidance_scale=guidance_scale,
                                        noise_level=noise_level, generator=[torch.Generator('cpu').manual_seed(s) for s in seeds[i:i + bs]])
     return out
 

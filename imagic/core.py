@@ -239,10 +239,11 @@ class Settings:
     edit_rule:str = 'interpolate'  # stage 3: 'interpolate' (the paper, eq. 2) or 'project' (Forgedit: e_opt plus η times e_tgt's part orthogonal to e_opt)
 
     def __post_init__(self):
-        for name in ('embed_steps', 'finetune_steps', 'sample_steps', 'seed', 'upscaler_steps', 'upscaler_noise_level', 'upscaler_sample_steps'):
+        for name in ('embed_steps', 'finetune_steps', 'sample_steps', 'seed', 'upscaler_steps', 'upscaler_noise_level', 'upscaler_sample_steps',
+                     'joint_steps'):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
-        for name in ('embed_batch', 'finetune_batch', 'lora_rank', 'upscaler_lora_rank'):
+        for name in ('embed_batch', 'finetune_batch', 'lora_rank', 'upscaler_lora_rank', 'joint_batch', 'stop_window'):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
         for name in ('finetune_method', 'upscaler_method'):
@@ -264,13 +265,7 @@ class Settings:
         self._check_recipes()
 
     def _check_recipes(self):
-        "The recipe fields: each refused in one line naming it, its value and what it takes."
-        for name in ('joint_steps',):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0: raise ValueError(f"{name} must be an integer >= 0, got {v!r}")
-        for name in ('joint_batch', 'stop_window'):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        "The recipe fields not checked with the other fields of their type: each refused in one line naming it, its value and what it takes."
         for name in ('joint_embed_lr', 'joint_lr'):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:

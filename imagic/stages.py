@@ -88,9 +88,6 @@ class Stopper:
         self.below, self.patience, self.window = below, patience, window
         self.recent, self.total, self.best, self.since = [], 0.0, math.inf, 0
 
-    @property
-    def active(self) -> bool: return self.below is not None or self.patience is not None
-
     def update(self, loss:float) -> bool:
         self.recent.append(loss); self.total += loss
         if len(self.recent) > self.window: self.total -= self.recent.pop(0)
@@ -186,14 +183,14 @@ LORA_TARGETS = ('to_q', 'to_k', 'to_v', 'to_out.0')  # the attention projections
 
 def lora_target_modules(unet, targets='attention', parts:str='all') -> list:
     "Names of the modules of the denoiser `unet` that get LoRA adapters: a key of `LORA_TARGET_SETS` (its family says which modules), or a sequence of module names; `parts` (a `DENOISER_PARTS` key) keeps those inside that part (by full name)."
+    fam = family(unet)
     if isinstance(targets, str):
         if targets not in LORA_TARGET_SETS: raise ValueError(f"lora_targets must be one of {tuple(LORA_TARGET_SETS)} or a list of module names, got {targets!r}")
-        names = family(unet).lora_modules(unet, targets)
+        names = fam.lora_modules(unet, targets)
     else:
         names = list(targets)
         if not names or not all(isinstance(n, str) for n in names): raise ValueError(f"lora_targets must name modules, got {targets!r}")
     if parts == 'all': return names
-    fam = family(unet)
     full = [n for n, m in unet.named_modules() if any(n == t or n.endswith('.' + t) for t in names)
             and isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)) and fam.in_part(n, parts)]
     if not full: raise ValueError(f"no LoRA target module lies in the part {parts!r} of this {fam.title} denoiser")

@@ -155,7 +155,6 @@ def link_text(md:str, here:str, symbols:dict, pages:set, src_dir:Path) -> str:
 # ------------------------------------------------------------------ notebooks to Markdown
 def _clean(nb:dict) -> dict:
     "Quarto's leftovers out: the front-matter cell, directive comments; cells Quarto would not echo keep only their outputs."
-    import nbformat
     cells = []
     for c in nb.cells:
         if c.cell_type == 'raw': continue
@@ -174,13 +173,16 @@ def _clean(nb:dict) -> dict:
     return nb
 
 
-def to_markdown(proc:Path, page:str, docs:Path, symbols:dict, pages:set, src:Path, nbdev:dict) -> None:
+def to_markdown(proc:Path, page:str, docs:Path, symbols:dict, pages:set, src:Path, nbdev:dict) -> str:
+    "Write the processed notebook `proc` as the page `page` (its figures beside it); returns its title, for the sidebar."
     import nbformat
     from nbconvert import MarkdownExporter
-    nb = _clean(nbformat.read(proc, as_version=4))
+    nb = nbformat.read(proc, as_version=4)
+    fm = _front(nb)
+    front = str(fm.get('title') or proc.stem)
+    nb = _clean(nb)
     title = next((c.source.split('\n')[0].lstrip('# ').strip() for c in nb.cells if c.cell_type == 'markdown'
                   and c.source.startswith('# ')), None)
-    front = _title(proc)
     for c in nb.cells:
         if c.cell_type == 'markdown': c.source = local_links(link_text(c.source, page, symbols, pages, src.parent), page, nbdev)
         for o in c.get('outputs', []):
@@ -191,7 +193,7 @@ def to_markdown(proc:Path, page:str, docs:Path, symbols:dict, pages:set, src:Pat
     cfg = Config(); cfg.TagRemovePreprocessor.remove_input_tags = {'remove_input'}; cfg.TagRemovePreprocessor.enabled = True
     body, res = MarkdownExporter(config=cfg).from_notebook_node(nb, resources={'output_files_dir': files})
     head = '' if title else f"# {front}\n\n"
-    desc = _description(proc)
+    desc = fm.get('description')
     if desc and not title: head += f"> {desc}\n\n"
     target = docs / page
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -199,32 +201,16 @@ def to_markdown(proc:Path, page:str, docs:Path, symbols:dict, pages:set, src:Pat
     for name, data in res.get('outputs', {}).items():
         (target.parent / name).parent.mkdir(parents=True, exist_ok=True)
         (target.parent / name).write_bytes(data)
+    return front.replace('`', '')  # the sidebar shows plain text
 
 
-def _front(proc:Path) -> dict:
+def _front(nb) -> dict:
     "The front matter nbdev moved the notebook's title and one-line summary into (a YAML raw cell)."
-    import nbformat, yaml
-    nb = nbformat.read(proc, as_version=4)
+    import yaml
     raw = next((c.source for c in nb.cells if c.cell_type == 'raw'), '').strip()
     if not raw.startswith('---'): return {}
     try: return yaml.safe_load(raw.strip('-').strip()) or {}
     except yaml.YAMLError: return {}
-
-
-def _description(proc:Path):
-    return _front(proc).get('description')
-
-
-def _title(proc:Path) -> str:
-    return str(_front(proc).get('title') or proc.stem)
-
-
-def _front_matter_titles(proc_dir:Path, notebooks) -> dict:
-    out = {}
-    for nb in notebooks:
-        proc = proc_dir / nb.relative_to(NBS)
-        out[nb] = _title(proc).replace('`', '')  # the sidebar shows plain text
-    return out
 
 
 def build(out:Path, workers:int=2) -> Path:
@@ -236,11 +222,10 @@ def build(out:Path, workers:int=2) -> Path:
         docs = work / 'docs'; docs.mkdir()
         pages = {page_of(nb) for nb in notebooks} | {'index.md'}
         symbols = symbol_pages(notebooks)
-        for nb in notebooks:
-            to_markdown(proc / nb.relative_to(NBS), page_of(nb), docs, symbols, pages, nb, nbdev_pages(notebooks))
+        nbdev = nbdev_pages(notebooks)
+        titles = {nb: to_markdown(proc / nb.relative_to(NBS), page_of(nb), docs, symbols, pages, nb, nbdev) for nb in notebooks}
         home = (ROOT / 'README.md').read_text(encoding='utf-8')
         (docs / 'index.md').write_text(link_text(home, 'index.md', symbols, pages, ROOT), encoding='utf-8')
-        titles = _front_matter_titles(proc, notebooks)
         nav = [{'Home': 'index.md'}] + [{name: [{titles[nb]: page_of(nb)} for nb in nbs]} for name, nbs in SECTIONS]
         cfg = dict(site_name='imagic', site_description='Imagic (Kawar et al., CVPR 2023) as a notebook-first library',
                    docs_dir=str(docs), site_dir=str(work / 'site'), use_directory_urls=False, strict=True, nav=nav,

@@ -9,8 +9,9 @@ __all__ = ['IF', 'IFSuperResolution']
 import torch
 import torch.nn.functional as F
 
-from ..basics import UpscaleCondition
+from ..basics import UpscaleCondition, pil_to_tensor
 from .base import DiffusionFamily
+from .upscaler import Upscaler
 
 # %% ../../nbs/families/06_if.ipynb 4
 _IF_LOAD = dict(safety_checker=None, feature_extractor=None, watermarker=None, requires_safety_checker=False)
@@ -115,15 +116,10 @@ class IFSuperResolution(_PixelIF):
         a = float(up.image_noising_scheduler.alphas_cumprod[noise_level])
         return UpscaleCondition(emb, big.to(up.unet.device), noise_level, a)
     def upscale_call(self, pipe, images:list, emb, *, steps, guidance_scale, noise_level, generator) -> list:
-        from imagic.basics import pil_to_tensor
         x = torch.stack([pil_to_tensor(im) for im in images]) * 2 - 1
         side = pipe.unet.config.sample_size
         return pipe(image=x.to(pipe.unet.device, pipe.unet.dtype), prompt_embeds=emb, num_inference_steps=steps, guidance_scale=guidance_scale,
                     noise_level=noise_level, generator=generator, height=side, width=side, clean_caption=False).images
 
-    def unet_inputs(self, cond, dtype=None) -> dict:
-        emb = cond.embeds.to(dtype) if dtype is not None else cond.embeds
-        return dict(encoder_hidden_states=emb, class_labels=torch.full((len(cond),), cond.noise_level, dtype=torch.long, device=emb.device))
-    def noisy_input(self, x_t, cond, extra):
-        a = cond.low_res_alpha
-        return torch.cat([x_t, a ** 0.5 * cond.low_res.float() + (1 - a) ** 0.5 * extra.float()], dim=1)
+    # its UNet is called as the x4 upscaler's: text states, the noise level as class label, the noised low-res image beside x_t
+    unet_inputs, noisy_input = Upscaler.unet_inputs, Upscaler.noisy_input
