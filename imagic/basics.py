@@ -147,11 +147,11 @@ def size_ids_for(side:int, original_size=None, crop_top_left=(0, 0)) -> torch.Te
 
 @dataclass
 class UpscaleCondition:
-    "The condition of an x4 upscaler's UNet (`StableDiffusionUpscalePipeline`): text embedding (N, T, d), the clean low-resolution image (N, 3, h, w) in [-1, 1], and the noise level it is noised to."
+    "The condition of a super-resolution UNet (the x4 upscaler, IF's stage II): text embedding (N, T, d), the clean low-resolution image (N, 3, h, w) in [-1, 1], and the noise level it is noised to."
     embeds:torch.Tensor
     low_res:torch.Tensor
-    noise_level:int
-    low_res_alpha:float   # ᾱ of the low-resolution scheduler at `noise_level`
+    noise_level:int       # or, in one training step of IF's stage II, a tensor (N,) of levels drawn per sample
+    low_res_alpha:float   # ᾱ of the low-resolution scheduler at `noise_level` (a tensor (N,) with per-sample levels)
     learned = ('embeds',)
 
     @property
@@ -159,7 +159,9 @@ class UpscaleCondition:
 
     def __len__(self): return self.embeds.shape[0]
 
-    def tensors(self) -> list: return [self.embeds, self.low_res, torch.tensor(float(self.noise_level))]
+    def tensors(self) -> list:
+        lv = self.noise_level
+        return [self.embeds, self.low_res, lv.float() if isinstance(lv, torch.Tensor) else torch.tensor(float(lv))]
 
 def _kind(c) -> str: return 'a plain embedding' if isinstance(c, torch.Tensor) else f'a {type(c).__name__}'
 

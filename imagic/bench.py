@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from .core import DEFAULT_CLIP, Settings, atomic_write, encode_image, encode_text, image_size, load_image, open_image, restore_aspect
 from .stages import fit_stages, generate_edits
@@ -136,7 +137,8 @@ def run_item(pipe, item:Item, cache, out, settings:Settings, fit:str='pad', clip
     t2 = time.perf_counter()
     ims = [im for row in grid for im in row]
     clip = clip_score(ims, item.target_text, clip_model, clip_pretrained).tolist()
-    lp = lpips_distance(ims, x, lpips_net).tolist()
+    side = x.shape[-1]  # a cascade with an untouched last stage (IF's stage III) outputs larger than its input: LPIPS at the input's size
+    lp = lpips_distance([im if im.size == (side, side) else im.resize((side, side), Image.LANCZOS) for im in ims], x, lpips_net).tolist()
     final, work = Path(out) / 'items' / item.id, Path(out) / 'items' / f'.tmp-{item.id}'
     if work.exists(): shutil.rmtree(work)  # left by a killed run
     work.mkdir(parents=True)
@@ -209,8 +211,9 @@ def run_bench(dataset, out, pipe, settings:Settings, fit:str='pad', clip_model:s
     todo = [it for it in mine if not item_done(out, it)]
     log(f'process {rank + 1}/{world}: {len(mine)} item(s), {len(mine) - len(todo)} already done, {len(todo)} to run')
     if upscaler is not None and method != 'imagic': raise ValueError(f"--upscaler is Imagic's cascade; {method} has none")
-    from imagic.cascade import upscale_factor
-    cache = _ImageCache(pipe, dataset, fit, upscale_factor(upscaler) if upscaler is not None else 1)
+    from imagic.cascade import cascade_stages, upscale_factor
+    first = cascade_stages(upscaler)[0]  # the input comes at the fine-tuned upscaler's size
+    cache = _ImageCache(pipe, dataset, fit, upscale_factor(first) if first is not None else 1)
     failed = []
     for k, it in enumerate(todo):
         try: rec = run_item(pipe, it, cache, out, settings, fit, clip_model, clip_pretrained, lpips_net, progress, method, upscaler, knobs)

@@ -107,8 +107,9 @@ def _common(p):
     g.add_argument('--model', default=DEFAULT_MODEL, help=f"bundled model name, local diffusers folder, or hub id (default: {DEFAULT_MODEL})")
     g.add_argument('--method', default='imagic', choices=METHOD_NAMES, help="editing method: imagic (default) or a baseline "
                    "of imagic.baselines (sdedit, ddim_inversion, ledits; those two need the input's caption)")
-    g.add_argument('--upscaler', default=None, help="the cascade: an x4 upscaler (bundled name, folder or hub id) fine-tuned on the "
-                   "input too; edits come out at its size")
+    g.add_argument('--upscaler', default=None, nargs='+', metavar='MODEL', help="the cascade: a super-resolution model (an x4 upscaler "
+                   "or IF's stage II: bundled name, folder or hub id) fine-tuned on the input too; more than one: the later ones "
+                   "upsample after it untouched (IF's stage III); edits come out at the last one's size")
     g.add_argument('--device', default=None, help='torch device, e.g. cpu, cuda, cuda:1 (default: a GPU if there is one)')
     g.add_argument('--dtype', default=None, choices=['float32', 'float16', 'bfloat16'], help='weights dtype (default on CUDA: float16, bfloat16 for SD3 and FLUX.1; else float32)')
     g = p.add_argument_group('settings (default: the model\'s recommended ones)')
@@ -212,17 +213,19 @@ def _load_model(args):
     except NotImplementedError as e: raise UsageError(str(e)) from None
     return pipe
 
-def _load_upscaler(args, pipe):
-    "The cascade's x4 upscaler from --upscaler (None without it), on the base model's device and dtype."
-    if not args.upscaler: return None
+def _load_upscaler(args, pipe) -> tuple:
+    "The cascade from --upscaler, on the base model's device and dtype: (what `Imagic`'s `upscaler` takes — one model, or the list in order —, the one fine-tuned), (None, None) without one."
+    if not args.upscaler: return None, None
     from imagic.cascade import upscale_factor
     from imagic.core import load_pipeline
     if args.method != 'imagic': raise UsageError(f"--upscaler is Imagic's cascade; --method {args.method} has none")
-    try:
-        up = load_pipeline(args.upscaler, device=pipe.device, dtype=pipe.dtype, role='upscaler')
-        upscale_factor(up)
-    except (FileNotFoundError, ValueError, OSError) as e: raise UsageError(f"--upscaler: {str(e).splitlines()[0]}") from None
-    return up
+    ups = []
+    for name in args.upscaler:
+        try:
+            ups.append(load_pipeline(name, device=pipe.device, dtype=pipe.dtype, role='upscaler'))
+            upscale_factor(ups[-1])
+        except (FileNotFoundError, ValueError, OSError) as e: raise UsageError(f"--upscaler {name}: {str(e).splitlines()[0]}") from None
+    return (ups[0] if len(ups) == 1 else ups), ups[0]
 
 def _progress(args) -> bool: return not args.quiet and sys.stderr.isatty()
 
@@ -271,14 +274,14 @@ def cmd_edit(args) -> int:
         try: state = ImagicState.load(args.load_state)
         except (FileNotFoundError, ValueError) as e: raise UsageError(str(e)) from None
     pipe = _load_model(args)
-    up = _load_upscaler(args, pipe)
-    settings = _settings(args, pipe, up)
+    up, first = _load_upscaler(args, pipe)  # `first`: the upscaler fine-tuned on the input
+    settings = _settings(args, pipe, first)
     x = load_image(img, image_size(pipe), fit=args.fit)
-    x_fit = load_image(img, image_size(pipe) * upscale_factor(up), fit=args.fit) if up is not None else x  # a cascade fits the full size
+    x_fit = load_image(img, image_size(pipe) * upscale_factor(first), fit=args.fit) if up is not None else x  # a cascade fits the full size
     if state is not None:
         try:
             state.check_model(pipe); state.check_image(x if up is None else load_image(to_pil(x_fit)[0], image_size(pipe)))
-            if up is not None: state.check_upscaler(up)
+            if up is not None: state.check_upscaler(first)
         except ValueError as e: raise UsageError(f"{args.load_state}: {e}") from None
         if state.text != args.text: raise UsageError(f"{args.load_state} was fitted to the text {state.text!r}, not {args.text!r}")
     out = Path(args.out)
@@ -340,8 +343,8 @@ def cmd_bench(args) -> int:
     if dist is not None and args.device is None: args.device = str(dist.device)
     pipe = _load_model(args)
     knobs = _knobs(args, pipe) if args.method != 'imagic' else None
-    up = _load_upscaler(args, pipe)
-    settings = _settings(args, pipe, up)
+    up, first = _load_upscaler(args, pipe)
+    settings = _settings(args, pipe, first)
     out = Path(args.out)
     if out.exists() and not out.is_dir(): raise UsageError(f"--out {out} exists and is not a folder")
     rank = dist.process_index if dist is not None else 0

@@ -220,6 +220,7 @@ class Settings:
     upscaler_guidance_scale:float = 7.5 # cascade: the upscaler's classifier-free guidance
     upscaler_method:str = 'full'   # cascade: 'full' or 'lora', as `finetune_method`
     upscaler_lora_rank:int = 4     # cascade: adapter rank with 'lora'
+    last_stage_steps:int = None    # cascade: sampler steps of the stages after the fine-tuned upscaler, left untouched (IF's stage III); None: each one's family's (x4 upscaler: 75)
     timestep_sampling:str = 'auto' # stages 1-2: how training timesteps are drawn: 'auto' (the family's: uniform; SD3 logit-normal), 'uniform', 'logit_normal', 'mode'
     distilled_guidance:float = None # guidance-distilled models (FLUX.1-dev): the transformer's guidance input in training and sampling; None: the pipeline's (3.5)
     # -- recipes that followed the paper (see `imagic.stages`, "Recipes"): each off at its default, the paper's method
@@ -270,9 +271,10 @@ class Settings:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        v = self.stop_patience
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise ValueError(f"stop_patience must be an integer >= 1 or None, got {v!r}")
+        for name in ('stop_patience', 'last_stage_steps'):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+                raise ValueError(f"{name} must be an integer >= 1 or None, got {v!r}")
         v = self.stop_loss
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0):
             raise ValueError(f"stop_loss must be a number > 0 or None, got {v!r}")
@@ -307,7 +309,7 @@ class Settings:
 
     def recipe(self) -> dict:
         "The recipe fields that differ from the paper's method (what a state records as its recipe): {} for the paper's."
-        return {k: v for k, v in self.to_dict().items() if k in _LATER_FIELDS and k not in ('timestep_sampling', 'distilled_guidance')}
+        return {k: v for k, v in self.to_dict().items() if k in _LATER_FIELDS and k not in ('timestep_sampling', 'distilled_guidance', 'last_stage_steps')}
 
     @classmethod
     def for_model(cls, model=None, preset:str=None, upscaler=None, **overrides) -> 'Settings':
@@ -327,7 +329,7 @@ class Settings:
         return s
 
 # fields added after 0.2 (the flow families), with their defaults: `to_dict` leaves them out at these values
-_LATER_FIELDS = {'timestep_sampling': 'auto', 'distilled_guidance': None,
+_LATER_FIELDS = {'timestep_sampling': 'auto', 'distilled_guidance': None, 'last_stage_steps': None,
                  # the recipes (imagic 0.3): off at these values
                  **{f.name: f.default for f in dataclasses.fields(Settings) if f.name.startswith(('joint_', 'stop_', 'mix_'))},
                  'finetune_parts': 'all', 'timestep_range': (0.0, 1.0), 'lr_schedule': 'constant', 'forget': 'none',

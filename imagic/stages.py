@@ -129,8 +129,9 @@ def _optimise(pipe, unet, latents, emb, groups, steps, generator, desc, progress
             if stopped: break
             for g, (_, lr) in zip(opt.param_groups, groups): g['lr'] = lr * lr_factor(lr_schedule, step, steps)
             noise, t = fam.draw(latents, sched, generator, batch_size, channels, timestep_sampling, loop['timestep_range'])
+            cond = fam.training_condition(pipe, emb, generator, batch_size)  # `emb`, or IF stage II's with noise levels drawn
             with autocast:
-                loss = diffusion_loss(unet, sched, latents, emb, noise, t, dtype=dtype, guidance=guidance, family=fam)
+                loss = diffusion_loss(unet, sched, latents, cond, noise, t, dtype=dtype, guidance=guidance, family=fam)
             opt.zero_grad(set_to_none=True)
             if scaler is None: loss.backward(); opt.step()
             else: scaler.scale(loss).backward(); scaler.step(opt); scaler.update()

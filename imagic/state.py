@@ -21,7 +21,7 @@ import imagic
 from .core import (RETIRED_MODELS, Settings, TextCondition, atomic_write, check_eta, cond_map, encode_image, encode_text, image_size,
                          load_image, make_generator, check_role, family, model_family, open_image, retired_message, to_pil)
 from .stages import Checkpoint, fit_stages, generate_edits, interpolate
-from .cascade import fit_upscaler, upscale_factor, upscale_with
+from .cascade import cascade_stages, fit_upscaler, upscale_factor, upscale_untouched, upscale_with
 
 # %% ../nbs/03_state.ipynb 7
 def image_fingerprint(image:torch.Tensor) -> str:
@@ -204,9 +204,10 @@ class Imagic:
     def __init__(self, pipe, settings=None, upscaler=None, **overrides):
         if isinstance(settings, dict): settings = Settings.for_model(pipe, **settings)
         check_role(family(pipe), 'base', getattr(pipe, 'name_or_path', type(pipe).__name__))  # an upscaler is not a base model
-        if upscaler is not None: upscale_factor(upscaler)  # an x4 upscaler, or a clear error
-        self.pipe, self.upscaler = pipe, upscaler
-        self.settings = (settings if settings is not None else Settings.for_model(pipe, upscaler=upscaler)).replace(**overrides)
+        # the cascade: one super-resolution model fine-tuned on the input, or a list whose later models stay untouched
+        self.upscaler, self.untouched = cascade_stages(upscaler)
+        self.pipe = pipe
+        self.settings = (settings if settings is not None else Settings.for_model(pipe, upscaler=self.upscaler)).replace(**overrides)
         self.state, self._unet, self._upscaler_unet = None, None, None
 
     def __repr__(self):
@@ -270,7 +271,7 @@ def _upscaler_unet(self:Imagic):
 
 def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None, pretrained:bool=False,
           batch_size=None, progress:bool=True, callback=None, upscale:bool=True, pretrained_upscaler:bool=False) -> dict:
-    "Stage 3 for every η and seed in one batched loop: `images[eta][seed]` (PIL). `pretrained=True`: sample without fine-tuning (ablation). With a cascade each edit is upsampled by the fine-tuned upscaler under e_tgt (`upscale=False`: the base edits; `pretrained_upscaler=True`: the untouched upscaler, the cascade's ablation)."
+    "Stage 3 for every η and seed in one batched loop: `images[eta][seed]` (PIL). `pretrained=True`: sample without fine-tuning (ablation). With a cascade each edit is upsampled by the fine-tuned upscaler under e_tgt, then by any untouched later stage (`upscale=False`: the base edits; `pretrained_upscaler=True`: the first upscaler untouched too, the cascade's ablation)."
     if self.state is None: raise RuntimeError("call fit() or Imagic.load() first")
     s = self.settings
     etas = [check_eta(e) for e in (s.etas if etas is None else ([etas] if isinstance(etas, (int, float)) else etas))]
@@ -284,6 +285,7 @@ def _edit(self:Imagic, etas=None, seeds=None, *, guidance_scale=None, steps=None
         unet = self.upscaler.unet if pretrained_upscaler else self.upscaler_unet
         flat = upscale_with(self.upscaler, [im for row in grid for im in row], self.state.e_up, seeds * len(etas), s, unet=unet,
                             batch_size=batch_size)
+        flat = upscale_untouched(self.untouched, flat, self.state.text, seeds * len(etas), s.last_stage_steps)  # e.g. IF's stage III
         grid = [flat[i * len(seeds):(i + 1) * len(seeds)] for i in range(len(etas))]
     return {eta: dict(zip(seeds, row)) for eta, row in zip(etas, grid)}
 
@@ -299,9 +301,9 @@ def _save_imagic(self:Imagic, path) -> Path:
     return self.state.save(path)
 
 def _from_state(cls, pipe, state:ImagicState, upscaler=None, **overrides) -> Imagic:
-    "An `Imagic` on `pipe` (and `upscaler`, for a cascade state) holding a fitted `state`, checked against both; `overrides` change stage-3 settings."
+    "An `Imagic` on `pipe` (and `upscaler`, for a cascade state: the fine-tuned one first) holding a fitted `state`, checked against both; `overrides` change stage-3 settings."
     state.check_model(pipe)
-    if upscaler is not None: state.check_upscaler(upscaler)
+    if upscaler is not None: state.check_upscaler(cascade_stages(upscaler)[0])  # the fine-tuned one; later stages are untouched
     im = cls(pipe, settings=Settings(**state.settings), upscaler=upscaler, **overrides)
     im.state = state
     return im

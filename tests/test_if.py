@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import imagic
-from imagic.testing import save_tiny_if_model, save_tiny_model
+from imagic.testing import save_tiny_if_model, save_tiny_model, save_tiny_upscaler
 
 FIT = dict(embed_steps=30, embed_lr=1e-2, finetune_steps=60, finetune_lr=1e-3, sample_steps=8, guidance_scale=3.0,
            etas=(0.0, 1.0), seeds=(0, 1), upscaler_steps=20, upscaler_lr=1e-3, upscaler_sample_steps=4)
@@ -19,7 +19,7 @@ FIT = dict(embed_steps=30, embed_lr=1e-2, finetune_steps=60, finetune_lr=1e-3, s
 def folders(tmp_path_factory):
     d = tmp_path_factory.mktemp('if')
     return dict(base=save_tiny_if_model(d / 'if-i'), sr=save_tiny_if_model(d / 'if-ii', super_resolution=True),
-                sd=save_tiny_model(d / 'sd', image_size=16))
+                sd=save_tiny_model(d / 'sd', image_size=16), x4=save_tiny_upscaler(d / 'x4'))
 
 
 @pytest.fixture(scope='module')
@@ -108,6 +108,78 @@ def test_the_cascade_fine_tunes_stage_ii_under_e_tgt(base, sr):
     low = ed.edit(etas=[0.5], seeds=[0], upscale=False, progress=False)[0.5][0]
     assert up.size == (64, 64) and low.size == (16, 16)
     assert np.abs(np.asarray(up, int) - np.asarray(pre, int)).max() > 0  # the ablation: the untouched stage II differs
+
+
+def test_stage_ii_trains_on_noise_levels_drawn_per_sample(sr, folders, monkeypatch):
+    from imagic.cascade import finetune_upscaler, upscaler_condition
+    from imagic.core import family
+    fam = family(sr)
+    low = torch.rand(3, 16, 16)
+    c = upscaler_condition(sr, 'a bird', low, 250)
+    drawn = fam.training_condition(sr, c, torch.Generator().manual_seed(0), 64)
+    lv = drawn.noise_level
+    assert lv.shape == (64,) and len(set(lv.tolist())) > 20 and 0 <= lv.min() and lv.max() <= fam.max_noise_level(sr)
+    assert torch.allclose(drawn.low_res_alpha, sr.image_noising_scheduler.alphas_cumprod[lv].float())
+    assert torch.equal(fam.unet_inputs(drawn)['class_labels'], lv)  # each sample's level is its class label
+    assert c.noise_level == 250  # the sampling level is left as it was
+    seen = []
+    orig = type(fam).training_condition
+    monkeypatch.setattr(type(fam), 'training_condition', lambda self, *a: seen.append(orig(self, *a)) or seen[-1])
+    finetune_upscaler(sr, torch.rand(3, 64, 64), low, 'a bird', steps=3, lr=1e-4, progress=False, batch_size=2)
+    assert len(seen) == 3 and all(s.noise_level.shape == (2,) for s in seen)  # the fine-tuning loop draws every step
+    x4 = imagic.load_pipeline(folders['x4'], device='cpu', role='upscaler')
+    c4 = upscaler_condition(x4, 'a bird', low, 20)
+    assert family(x4).training_condition(x4, c4, torch.Generator(), 2) is c4  # the x4 upscaler keeps its one level
+
+
+def test_the_paper_cascade_with_stage_iii_untouched(base, sr, folders, tmp_path):
+    from imagic.cli import main
+    from PIL import Image
+    x4 = imagic.load_pipeline(folders['x4'], device='cpu', role='upscaler')
+    full = torch.rand(3, 64, 64)
+    ed = imagic.Imagic(base, upscaler=[sr, x4], **{**FIT, 'embed_steps': 2, 'finetune_steps': 2, 'upscaler_steps': 2, 'last_stage_steps': 2})
+    assert ed.upscaler is sr and ed.untouched == (x4,)
+    with pytest.raises(ValueError, match='last_stage_steps must be an integer >= 1'): imagic.Settings(last_stage_steps=0)
+    st = ed.fit(full, 'a bird', progress=False)
+    assert st.upscaler_fingerprint == imagic.state.model_fingerprint(sr)  # stage II fine-tuned; stage III untouched
+    out = ed.edit(etas=[1.0], seeds=[0], progress=False)[1.0][0]
+    assert out.size == (256, 256)  # 16 -> 64 (stage II) -> 256 (stage III)
+    assert ed.edit(etas=[1.0], seeds=[0], upscale=False, progress=False)[1.0][0].size == (16, 16)
+    ed.save(tmp_path / 's.safetensors')
+    back = imagic.Imagic.load(base, tmp_path / 's.safetensors', upscaler=[sr, x4])
+    again = back.edit(etas=[1.0], seeds=[0], progress=False)[1.0][0]
+    assert np.abs(np.asarray(again, int) - np.asarray(out, int)).max() <= 1
+    with pytest.raises(ValueError, match='another upscaler'):
+        imagic.Imagic.load(base, tmp_path / 's.safetensors', upscaler=[x4, sr])  # stage III is not the one fine-tuned
+    img = tmp_path / 'in.png'; Image.new('RGB', (256, 256), (200, 20, 20)).save(img)  # edits are cut back to the input's size
+    quick = ['--embed-steps', '1', '--finetune-steps', '1', '--upscaler-steps', '1', '--sample-steps', '2', '--upscaler-sample-steps', '2',
+             '--knob', 'last_stage_steps=2', '--eta', '1.0', '--seeds', '0', '-q']
+    cli = tmp_path / 'cli'
+    assert main(['edit', str(img), 'a bird', '--model', str(folders['base']), '--upscaler', str(folders['sr']), str(folders['x4']),
+                 '--out', str(cli), *quick]) == 0
+    pngs = sorted(cli.glob('*.png'))
+    assert pngs and all(Image.open(p).size == (256, 256) for p in pngs if p.name.startswith('eta'))
+    bad = tmp_path / 'bad'
+    try: code = main(['edit', str(img), 'a bird', '--model', str(folders['base']), '--upscaler', str(folders['sr']), str(folders['base']),
+                      '--out', str(bad), *quick])
+    except SystemExit as e: code = e.code
+    assert code == 2 and not bad.exists()  # stage I as a later stage: one line, nothing written
+
+
+def test_bench_on_if_with_its_three_stages(folders, tmp_path):
+    from imagic.bench import read_dataset, write_world_dataset
+    from imagic.cli import main
+    from PIL import Image
+    ds = write_world_dataset(tmp_path / 'ds', n_images=1, res=256)
+    out = tmp_path / 'res'
+    quick = ['--embed-steps', '1', '--finetune-steps', '1', '--upscaler-steps', '1', '--sample-steps', '2', '--upscaler-sample-steps', '2',
+             '--knob', 'last_stage_steps=2', '--eta', '0.7', '--seeds', '0', '-q', '--device', 'cpu']
+    assert main(['bench', str(ds), '--out', str(out), '--model', str(folders['base']), '--upscaler', str(folders['sr']), str(folders['x4']),
+                 *quick]) == 0
+    for it in read_dataset(ds):
+        rec = json.loads((out / 'items' / it.id / 'item.json').read_text())
+        assert Image.open(out / 'items' / it.id / 'eta0.70_seed0.png').size == (256, 256)  # 16 -> 64 -> 256
+        assert rec['method'] == 'imagic' and 0 <= rec['edits'][0]['lpips'] and np.isfinite(rec['edits'][0]['clip'])
 
 
 def test_baselines_on_if(base, photo):

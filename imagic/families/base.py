@@ -103,6 +103,9 @@ class Family:
     def draw(self, latents, scheduler, generator, batch_size:int=1, channels:int=None, scheme:str='auto', t_range=(0.0, 1.0)):
         "`batch_size` (noise, timestep) pairs for `latents` (1, C, h, w), from `generator`; timesteps inside the fraction `t_range` of the schedule (0: clean, 1: pure noise)."
         raise NotImplementedError
+    def training_condition(self, pipe, cond, generator, batch_size:int):
+        "The condition one training step sees: `cond` itself here; a family whose model was trained on randomised conditioning (IF's stage II, its noise level) draws it from `generator`."
+        return cond
     def loss(self, denoiser, scheduler, latents, cond, noise, timesteps, dtype=None, guidance=None):
         "Mean squared error of the denoiser's prediction against its training target, in float32."
         raise NotImplementedError

@@ -6,6 +6,8 @@
 __all__ = ['IF', 'IFSuperResolution']
 
 # %% ../../nbs/families/06_if.ipynb 3
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 
@@ -107,6 +109,7 @@ class IFSuperResolution(_PixelIF):
                 and c.in_channels == c.out_channels == 6)
 
     # -- the cascade (`imagic.cascade`) asks these
+    last_stage_kwargs = dict(steps=50, guidance_scale=4.0, noise_level=250)  # IFSuperResolutionPipeline's own defaults
     def upscale_factor(self, up) -> int: return self.factor
     def max_noise_level(self, up) -> int: return up.image_noising_scheduler.config.num_train_timesteps - 1
     def upscale_condition(self, up, emb, low, noise_level:int):
@@ -115,6 +118,12 @@ class IFSuperResolution(_PixelIF):
         big = F.interpolate(low.float() * 2 - 1, (h * self.factor, w * self.factor), mode='bilinear', align_corners=True)
         a = float(up.image_noising_scheduler.alphas_cumprod[noise_level])
         return UpscaleCondition(emb, big.to(up.unet.device), noise_level, a)
+    def training_condition(self, pipe, cond, generator, batch_size:int):
+        "Fine-tuning sees every noise level of the low-resolution image, drawn uniformly per sample — Imagen's noise-conditioning augmentation, which IF follows (its training code is not public) — so the model keeps working at any level; the level `cond` holds is the one sampling uses."
+        if not isinstance(cond, UpscaleCondition): return cond
+        levels = torch.randint(0, self.max_noise_level(pipe) + 1, (batch_size,), generator=generator, device=generator.device).cpu()
+        a = pipe.image_noising_scheduler.alphas_cumprod[levels].float()
+        return dataclasses.replace(cond, noise_level=levels.to(cond.embeds.device), low_res_alpha=a.to(cond.embeds.device))
     def upscale_call(self, pipe, images:list, emb, *, steps, guidance_scale, noise_level, generator) -> list:
         x = torch.stack([pil_to_tensor(im) for im in images]) * 2 - 1
         side = pipe.unet.config.sample_size

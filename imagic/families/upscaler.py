@@ -30,9 +30,14 @@ class Upscaler(DiffusionFamily):
 
     def unet_inputs(self, cond, dtype=None) -> dict:
         emb = cond.embeds.to(dtype) if dtype is not None else cond.embeds
-        return dict(encoder_hidden_states=emb, class_labels=torch.full((len(cond),), cond.noise_level, dtype=torch.long, device=emb.device))
+        lv = cond.noise_level  # one level, or one per sample (IF's stage II in training)
+        labels = lv.to(emb.device, torch.long) if isinstance(lv, torch.Tensor) else torch.full((len(cond),), lv, dtype=torch.long, device=emb.device)
+        return dict(encoder_hidden_states=emb, class_labels=labels)
 
     # -- the cascade (`imagic.cascade`) asks these
+    # sampled as a stage left untouched after another (IF's stage III), as DeepFloyd's model card runs it: its pipeline's
+    # 75 steps and guidance 9, the low-resolution image noised to level 100
+    last_stage_kwargs = dict(steps=75, guidance_scale=9.0, noise_level=100)
     def upscale_factor(self, up) -> int: return up.vae_scale_factor
     def max_noise_level(self, up) -> int:
         return up.config.max_noise_level if hasattr(up.config, 'max_noise_level') else up.low_res_scheduler.config.num_train_timesteps
@@ -46,5 +51,5 @@ class Upscaler(DiffusionFamily):
                     noise_level=noise_level, generator=generator).images
 
     def noisy_input(self, x_t, cond, extra):
-        a = cond.low_res_alpha
-        return torch.cat([x_t, a ** 0.5 * cond.low_res.float() + (1 - a) ** 0.5 * extra.float()], dim=1)
+        a = torch.as_tensor(cond.low_res_alpha, dtype=torch.float32, device=x_t.device).reshape(-1, 1, 1, 1)  # ᾱ, or one per sample
+        return torch.cat([x_t, a.sqrt() * cond.low_res.float() + (1 - a).sqrt() * extra.float()], dim=1)
