@@ -268,8 +268,9 @@ def finetune(
 )->tuple:               # (fine-tuned denoiser — UNet or transformer — in the pipeline's dtype, list of per-step losses)
     "Stage 2: fine-tune a copy of the denoiser so that `e_opt` reconstructs `latents`."
     _check_steps(steps, lr, batch_size); _check_latents(latents); _check_loop(loop)
-    dtype = family(pipe).denoiser(pipe).dtype
-    generator = generator if generator is not None else make_generator(family(pipe).denoiser(pipe).device)
+    net = family(pipe).denoiser(pipe)
+    dtype = net.dtype
+    generator = generator if generator is not None else make_generator(net.device)
     unet, params = trainable_copy(pipe, method, parts, lora_rank, lora_targets, mixed_precision, generator, start)
     if gradient_checkpointing: unet.enable_gradient_checkpointing()
     emb = cond_map(lambda t: t.detach().to(unet.device, torch.float32), e_opt)
