@@ -47,6 +47,18 @@ CANDIDATES = {
     'rec_mix': (None, dict(mix_weight=0.5, mix_range=[0.6, 1.0]), 'recommended, half the pretrained prediction for t >= 600 (SINE)'),
     'rec_mix_lo': (None, dict(mix_weight=0.5, mix_range=[0.0, 0.4]), 'recommended, half the pretrained prediction for t < 400'),
     'rec_project': (None, dict(edit_rule='project'), 'recommended, stage 3 by vector projection'),
+    'rec_proj_mixlo': (None, dict(edit_rule='project', mix_weight=0.5, mix_range=[0.0, 0.4]), 'recommended, projection and half the pretrained prediction for t < 400'),
+    'rec_g3': (None, dict(guidance_scale=3.0), 'recommended, guidance 3 (not 5) at sampling'),
+    'rec_g75': (None, dict(guidance_scale=7.5), 'recommended, guidance 7.5 at sampling'),
+    'rec_proj_g3': (None, dict(edit_rule='project', guidance_scale=3.0), 'recommended, projection, guidance 3'),
+    'rec_proj_g75': (None, dict(edit_rule='project', guidance_scale=7.5), 'recommended, projection, guidance 7.5'),
+    'rec_g10': (None, dict(guidance_scale=10.0), 'recommended, guidance 10 at sampling'),
+    'rec_proj_g10': (None, dict(edit_rule='project', guidance_scale=10.0), 'recommended, projection, guidance 10'),
+    'rec_s50': (None, dict(sample_steps=50), 'recommended, 50 DDIM steps (not 25) at sampling'),
+    'ft300_g75': (None, dict(finetune_steps=300, finetune_lr=9e-5, guidance_scale=7.5), '100 + 300 steps at 9e-5, guidance 7.5'),
+    'fast_project': ('fast', dict(etas=[0.6, 0.7, 0.8], edit_rule='project'), "today's fast, stage 3 by vector projection"),
+    'fast_mixlo': ('fast', dict(etas=[0.6, 0.7, 0.8], mix_weight=0.5, mix_range=[0.0, 0.4]), "today's fast, half the pretrained prediction for t < 400"),
+    'fast_g75': ('fast', dict(etas=[0.6, 0.7, 0.8], guidance_scale=7.5), "today's fast, guidance 7.5"),
 }
 
 
@@ -57,11 +69,12 @@ def settings_of(pipe, name:str):
     return imagic.Settings.for_model(pipe, preset=preset, **changes)
 
 
-def stored(pipe, name, edits, records):
+def stored(pipe, name, edits, records, etas=ETAS):
+    "Of `edits`, those with `name`'s records in any of `records` sampled on `etas` (the candidate's own η when None): index -> record."
     from imagic.world.edits import stored_records
     s = settings_of(pipe, name)
     out = {}
-    for path in records: out.update(stored_records(path, pipe, edits, s, ETAS, s.seeds, False))
+    for path in records: out.update(stored_records(path, pipe, edits, s, etas if etas is not None else s.etas, s.seeds, False))
     return out
 
 
@@ -79,8 +92,10 @@ def main(argv=None):
                     help='instead: the --run candidates on the first N held-out edits (N/4 per kind) beside SDEdit at its chosen strength, '
                          'with paired sign tests (records: 06_heldout.jsonl and 07_compare.jsonl)')
     ap.add_argument('--stage3', action='store_true',
-                    help="the --run candidates differ from 'recommended' in stage 3 only (forgetting, mixing, projection): fit each "
-                         "edit once with the recommended settings and sample every candidate from that fit")
+                    help="the --run candidates differ from --base in stage 3 only (forgetting, mixing, projection, guidance, sampling steps): fit each "
+                         "edit once with --base's settings and sample every candidate from that fit")
+    ap.add_argument('--base', default='recommended', help='with --stage3: the candidate whose fit the stage-3 candidates share')
+    ap.add_argument('--fits', default=None, help='with --stage3: a folder to keep each shared fit in (and read it from on a rerun)')
     ap.add_argument('--shard', default='0/1', help='i/n: with --heldout, fit every n-th held-out edit from the i-th')
     args = ap.parse_args(argv)
     if args.heldout: return heldout(args)
@@ -90,7 +105,7 @@ def main(argv=None):
     kinds = args.kinds or list(EDIT_KINDS)
     edits = [e for e in chosen_edits(args.edits, EDIT_KINDS, trained_on_details(pipe)) if e.kind in kinds]
     reads = [args.records, str(Path(args.records).parent / '06_sweep.jsonl')]
-    if args.stage3: stage3(pipe, args.run, edits, reads, args.records); args.run = []
+    if args.stage3: stage3(pipe, args.run, edits, reads, args.records, args.base, args.fits, ETAS); args.run = []
     for name in args.run:
         s = settings_of(pipe, name)
         done = stored(pipe, name, edits, reads)
@@ -104,36 +119,49 @@ def main(argv=None):
         if args.figure: figure(rows, args.figure)
 
 
-STAGE3 = ('forget', 'mix_weight', 'mix_range', 'edit_rule', 'etas')  # what a stage-3 candidate may change
+STAGE3 = ('forget', 'mix_weight', 'mix_range', 'edit_rule', 'etas', 'guidance_scale', 'sample_steps')  # what a stage-3 candidate may change
 
 
-def stage3(pipe, names, edits, reads, records):
-    "Stage-3 candidates from one fit per edit: each stored as if fitted alone (the same key `run_edits` would write), its fit seconds the shared fit's."
+def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=None, etas=None):
+    """Stage-3 candidates from one fit per edit (`base_name`'s settings): each stored as if fitted alone (the same key
+    `run_edits` would write), its fit seconds the shared fit's. With `fits` (a folder), each fit is kept there and read
+    back by a later run instead of refitted (the fit is seeded, so it is the same fit). `etas`: the grid sampled, each
+    candidate's own η when None (as `--heldout` samples)."""
+    import hashlib
     import time
-    from imagic.core import encode_image, encode_text, image_size
+    import torch
+    from imagic.core import append_jsonl, encode_image, encode_text, image_size
     from imagic.stages import fit_stages, generate_edits
+    from imagic.state import model_fingerprint
     from imagic.world import judge
     from imagic.world.edits import _record_key, _record_line, edit_input
-    from imagic.state import model_fingerprint
-    from imagic.core import append_jsonl
-    base = settings_of(pipe, 'recommended')
+    base = settings_of(pipe, base_name)
     fp = model_fingerprint(pipe)
     for name in names:
         d = {k: v for k, v in settings_of(pipe, name).to_dict().items() if base.to_dict().get(k) != v}
-        if set(d) - set(STAGE3): raise SystemExit(f"{name} changes {sorted(set(d) - set(STAGE3))}: not a stage-3 candidate")
+        if set(d) - set(STAGE3): raise SystemExit(f"{name} changes {sorted(set(d) - set(STAGE3))} of {base_name}: not a stage-3 candidate of it")
     for j, e in enumerate(edits):
-        todo = [n for n in names if 0 not in stored(pipe, n, [e], reads)]
+        todo = [n for n in names if 0 not in stored(pipe, n, [e], reads, etas)]
         if not todo: continue
         x_full, x = edit_input(e, image_size(pipe))
-        t0 = time.perf_counter()
         lat, e_tgt = encode_image(pipe, x), encode_text(pipe, e.text)
-        e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, base, progress=False)
-        fit_s = time.perf_counter() - t0
+        cache = Path(fits) / (hashlib.sha256(_record_key(fp, e, base, (), (), False).encode()).hexdigest()[:24] + '.pt') if fits else None
+        if cache is not None and cache.exists():
+            got = torch.load(cache, weights_only=False)
+            e_opt, unet, fit_s = got['e_opt'], got['unet'], got['fit_s']
+        else:
+            t0 = time.perf_counter()
+            e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, base, progress=False)
+            fit_s = time.perf_counter() - t0
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(dict(e_opt=e_opt, unet=unet, fit_s=fit_s), cache.with_suffix('.tmp')); cache.with_suffix('.tmp').replace(cache)
         for name in todo:
             s = settings_of(pipe, name)
-            grid = generate_edits(pipe, e_tgt, e_opt, s, denoiser=unet, etas=ETAS, seeds=s.seeds, progress=False)
-            rec = dict(edit=e, fit_s=fit_s, judged={('finetuned', eta, sd): judge(e, im) for eta, row in zip(ETAS, grid) for sd, im in zip(s.seeds, row)})
-            append_jsonl(records, _record_line(_record_key(fp, e, s, ETAS, s.seeds, False), rec))
+            grid_etas = etas if etas is not None else s.etas
+            grid = generate_edits(pipe, e_tgt, e_opt, s, denoiser=unet, etas=grid_etas, seeds=s.seeds, progress=False)
+            rec = dict(edit=e, fit_s=fit_s, judged={('finetuned', eta, sd): judge(e, im) for eta, row in zip(grid_etas, grid) for sd, im in zip(s.seeds, row)})
+            append_jsonl(records, _record_line(_record_key(fp, e, s, grid_etas, s.seeds, False), rec))
         print(f"stage 3: edit {j + 1}/{len(edits)} ({e.kind}) fit {fit_s:.1f} s, {len(todo)} candidates sampled", flush=True)
 
 
@@ -149,7 +177,10 @@ def heldout(args):
     edits = heldout_edits(args.heldout, details=trained_on_details(pipe))
     i, n = (int(x) for x in args.shard.split('/'))
     names = args.run or ['recommended']
-    for name in names:
+    if args.stage3:
+        mine = [e for j, e in enumerate(edits) if j % n == i]
+        stage3(pipe, names, mine, [world / '06_heldout.jsonl'], world / '06_heldout.jsonl', args.base, args.fits)
+    for name in ([] if args.stage3 else names):
         s = settings_of(pipe, name)
         for j, e in enumerate(edits):
             if j % n != i: continue

@@ -22,6 +22,7 @@ The records are `imagic.world.run_edits` records: give `--records` the report no
     python benchmarks/speed.py --if --device cuda     # DeepFloyd IF-I-XL-sized random components (4.3 B pixel UNet, T5-XXL), 64x64
     python benchmarks/speed.py --sd15 --sdxl --sd3 --flux --device cuda   # the whole device check, one model after another
     python benchmarks/speed.py --overhead             # imagic's per-step overhead against the community pipeline's loop, tiny SD model
+    python benchmarks/speed.py --alternate 3          # fit seconds of the recommended settings and `fast`, in turn, 3 rounds (issue 36's target)
 
 Every stage row also gives the per-step overhead: the step's time minus the bare forward and backward pass of
 the same denoiser on the same batch (timed in the same process), i.e. what the loop around the network costs.
@@ -459,6 +460,9 @@ def main():
     ap.add_argument('--flux', action='store_true', help='FLUX.1-dev-sized random components at 1024x1024 (bf16 on CUDA): paper and fast, 3 steps per stage extrapolated')
     ap.add_argument('--if', action='store_true', help="DeepFloyd IF-I-XL-sized random components (4.3 B UNet, T5-XXL) at 64 px: paper (the Imagen settings) and fast, 3 steps per stage extrapolated")
     ap.add_argument('--tiny', action='store_true', help='with --sdxl, --sd3, --flux or --if: the tiny test model instead (a smoke check of that path on a CPU)')
+    ap.add_argument('--alternate', type=int, default=0, metavar='N',
+                    help="stages 1+2 with the recommended settings and each --presets one in turn, N rounds on one validation edit of the bundled world, medians")
+    ap.add_argument('--presets', nargs='+', default=['fast'], help='with --alternate: the presets timed against the recommended settings')
     ap.add_argument('--overhead', action='store_true', help="imagic's stage steps against the community pipeline's loop on a tiny random SD model: alternating runs, medians")
     ap.add_argument('--details', action=argparse.BooleanOptionalAction, default=None,
                     help="held-out edits of the world with marks and pebbles, or (--no-details) without (default: the world the model was trained on)")
@@ -481,6 +485,7 @@ def main():
     if args.worker: return worker(args)
     if args.quality_worker: return quality_worker(args)
     if args.overhead: return overhead(args)
+    if args.alternate: return alternate(args)
     chosen = [n for n in ('sd15',) + LARGE if getattr(args, n)]
     if len(chosen) > 1:  # the whole device check: one model after another, each in its own processes
         rest = [a for a in sys.argv[1:] if a.lstrip('-') not in chosen and a != '--json']
@@ -550,6 +555,37 @@ def main():
               f"one-sided exact sign test that fast is worse: p = {t['p']:.3f}"
               f" ({'not ' if t['p'] >= 0.05 else ''}significant at 5%)")
     if args.json: Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+# ---------------------------------------------------------------- presets against the recommended settings, in turn
+def alternate(args):
+    "Fit seconds (stages 1+2, end to end) of the recommended settings and of each preset of `--presets`, alternating, `--alternate` rounds on one validation pose edit; medians and ratios."
+    import statistics
+    import imagic
+    from imagic.core import encode_image, encode_text, image_size
+    from imagic.stages import fit_stages
+    from imagic.world import EDIT_KINDS, trained_on_details
+    from imagic.world.edits import edit_input
+    sys.path.insert(0, str(Path(__file__).parent))
+    from sweep import chosen_edits
+    pipe = imagic.load_pipeline(args.model, device=args.device)
+    edit = next(e for e in chosen_edits(8, EDIT_KINDS, trained_on_details(pipe)) if e.kind == 'pose')
+    _, x = edit_input(edit, image_size(pipe))
+    lat, e_tgt = encode_image(pipe, x), encode_text(pipe, edit.text)
+    configs = {'recommended': imagic.Settings.for_model(pipe), **{p: imagic.Settings.for_model(pipe, preset=p) for p in args.presets}}
+    print(f"# stages 1+2 on {args.model}, one validation pose edit, {args.device} with {torch.get_num_threads()} threads, "
+          f"{args.alternate} alternating rounds\n")
+    secs = {c: [] for c in configs}
+    for r in range(args.alternate):
+        for c, s in configs.items():
+            t0 = time.perf_counter(); fit_stages(pipe, lat, e_tgt, s, progress=False); secs[c].append(time.perf_counter() - t0)
+        print(f"round {r + 1}: " + ', '.join(f'{c} {v[-1]:.1f} s' for c, v in secs.items()), flush=True)
+    rec = statistics.median(secs['recommended'])
+    print('\n| settings | steps (embed + joint + fine-tune) | median fit s | of recommended |\n|---|---|---|---|')
+    for c, s in configs.items():
+        m = statistics.median(secs[c])
+        print(f"| {c} | {s.embed_steps} + {s.joint_steps} + {s.finetune_steps} ({s.finetune_method}) | {m:.1f} | {m / rec:.2f} |")
+    if args.json: Path(args.json).write_text(json.dumps(dict(device=args.device, threads=torch.get_num_threads(), seconds=secs), indent=1))
 
 
 # ---------------------------------------------------------------- the loop's own cost

@@ -1,0 +1,38 @@
+"""benchmarks/recipes.py: its candidates are valid settings, and stage-3 candidates share one fit per edit, kept in a folder and read back."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location('recipes_script', Path(__file__).parent.parent / 'benchmarks' / 'recipes.py')
+recipes = importlib.util.module_from_spec(spec); spec.loader.exec_module(recipes)
+
+
+@pytest.fixture(scope='module')
+def pipe():
+    import imagic
+    return imagic.load_pipeline('birds', device='cpu')
+
+
+def test_every_candidate_is_a_valid_recipe(pipe):
+    for name in recipes.CANDIDATES: recipes.settings_of(pipe, name)  # refused in one line if a field were wrong
+    with pytest.raises(SystemExit, match='unknown candidate'): recipes.settings_of(pipe, 'nope')
+
+
+def test_stage3_candidates_share_a_kept_fit(pipe, tmp_path, monkeypatch):
+    from imagic.world import EDIT_KINDS, read_records, trained_on_details
+    tiny = dict(embed_steps=1, finetune_steps=1, sample_steps=2, seeds=[0])
+    monkeypatch.setattr(recipes, 'CANDIDATES', {'base': (None, tiny, ''), 'g3': (None, dict(tiny, guidance_scale=3.0), ''),
+                                                'proj': (None, dict(tiny, edit_rule='project'), ''),
+                                                'longer': (None, dict(tiny, finetune_steps=2), '')})
+    edits = [e for e in recipes.chosen_edits(1, EDIT_KINDS, trained_on_details(pipe)) if e.kind == 'pose']
+    rec, fits = tmp_path / 'r.jsonl', tmp_path / 'fits'
+    recipes.stage3(pipe, ['g3'], edits, [rec], rec, 'base', fits, (0.5, 1.0))
+    assert len(read_records(rec)) == 1 and len(list(fits.glob('*.pt'))) == 1
+    assert 0 in recipes.stored(pipe, 'g3', edits, [rec], (0.5, 1.0))  # stored as if fitted alone, under g3's own key
+    import imagic.stages
+    monkeypatch.setattr(imagic.stages, 'fit_stages', lambda *a, **k: pytest.fail('refitted'))
+    recipes.stage3(pipe, ['proj', 'g3'], edits, [rec], rec, 'base', fits, (0.5, 1.0))  # the kept fit, and g3 not sampled again
+    assert len(read_records(rec)) == 2
+    with pytest.raises(SystemExit, match='not a stage-3 candidate'):
+        recipes.stage3(pipe, ['longer'], edits, [rec], rec, 'base', fits, (0.5, 1.0))
