@@ -174,7 +174,7 @@ def heldout(args):
     from imagic.world.edits import edit_successes, sign_test, stored_records
     pipe = imagic.load_pipeline(args.model, device='cpu')
     world = Path(args.records).parent
-    edits = heldout_edits(args.heldout, details=trained_on_details(pipe))
+    edits = [e for e in heldout_edits(args.heldout, details=trained_on_details(pipe)) if args.kinds is None or e.kind in args.kinds]
     i, n = (int(x) for x in args.shard.split('/'))
     names = args.run or ['recommended']
     if args.stage3:
@@ -190,7 +190,7 @@ def heldout(args):
                  knobs={'sdedit': knobs_for(pipe, 'sdedit')})
     if n > 1: return
     sd_ok = [any(j['both'] for j in r['judged']) for r in sorted(sd, key=lambda r: r['edit'])]
-    val = [e for e in chosen_edits(8, EDIT_KINDS, trained_on_details(pipe))]
+    val = [e for e in chosen_edits(8, EDIT_KINDS, trained_on_details(pipe)) if args.kinds is None or e.kind in args.kinds]
     reads = [args.records, str(world / '06_sweep.jsonl')]
     rows = {}
     for name in ['recommended'] + [m for m in names if m != 'recommended']:
@@ -201,10 +201,11 @@ def heldout(args):
         eta = max(s.etas, key=lambda e: (np.mean(edit_successes(vrecs, e)) if vrecs else 0, e))
         rows[name] = (eta, edit_successes(recs, eta), [r['edit'].kind for r in recs], float(np.mean([r['fit_s'] for r in recs])))
     kinds = [e.kind for e in edits]
-    print(f"| recipe | η | {' | '.join(EDIT_KINDS)} | all | fit s |")
-    print('|---' * (len(EDIT_KINDS) + 4) + '|')
+    shown = [k for k in EDIT_KINDS if k in kinds]
+    print(f"| recipe | η | {' | '.join(shown)} | all | fit s |")
+    print('|---' * (len(shown) + 4) + '|')
     for name, (eta, ok, _, fit) in list(rows.items()) + [('sdedit', (knobs_for(pipe, 'sdedit')['strength'], sd_ok, kinds, float('nan')))]:
-        per = ' | '.join(f"{np.mean([o for o, k in zip(ok, kinds) if k == kind]):.0%}" for kind in EDIT_KINDS)
+        per = ' | '.join(f"{np.mean([o for o, k in zip(ok, kinds) if k == kind]):.0%}" for kind in shown)
         print(f"| {name} | {eta} | {per} | {np.mean(ok):.0%} | {fit:.0f} |")
     rec = rows.get('recommended')
     for name, (eta, ok, _, _) in rows.items():
