@@ -216,19 +216,29 @@ def heldout(args):
                   f"pose {t_pose['only_first']} vs {t_pose['only_second']} (p {t_pose['p']:.3g})")
 
 
+def stage3_base(pipe, name):
+    "The candidate (today's recommended or fast) whose fit `name` shares, differing from it in stage 3 only; None if neither."
+    s = settings_of(pipe, name).to_dict()
+    for base in ('recommended', 'fast'):
+        b = settings_of(pipe, base).to_dict()
+        if base != name and not {k for k in set(s) | set(b) if s.get(k) != b.get(k)} - set(STAGE3): return base
+    return None
+
+
 def table(pipe, edits, reads) -> list:
-    "Per candidate with stored records: the edits stored, its best η by 'both' over all stored edits, the rates there, pose's, mean fit seconds."
+    "Per candidate with stored records: the edits stored, its best η by 'both' over all stored edits, the rates there, pose's, mean fit seconds (a stage-3 candidate's: those of the fit it shares, recorded with its base, not under the load its shared fit ran with)."
     import numpy as np
     from imagic.world.edits import edit_successes
-    out = []
+    out, fit_of = [], {}
     for name in CANDIDATES:
         recs = list(stored(pipe, name, edits, reads).values())
         if not recs: continue
+        fit_of[name] = float(np.mean([r['fit_s'] for r in recs]))
         best = max(ETAS, key=lambda e: (np.mean(edit_successes(recs, e)), e))
         pose = [r for r in recs if r['edit'].kind == 'pose']
         out.append(dict(name=name, n=len(recs), eta=best, both=float(np.mean(edit_successes(recs, best))),
                         pose_n=len(pose), pose=float(np.mean(edit_successes(pose, best))) if pose else None,
-                        fit_s=float(np.mean([r['fit_s'] for r in recs])), what=CANDIDATES[name][2],
+                        fit_s=fit_of.get(stage3_base(pipe, name), fit_of[name]), what=CANDIDATES[name][2],
                         kinds=sorted({r['edit'].kind for r in recs})))
     return out
 
