@@ -214,6 +214,24 @@ def heldout(args):
             t_all, t_pose = sign_test(ok, b), sign_test([o for o, p in zip(ok, pose) if p], [x for x, p in zip(b, pose) if p])
             print(f"{name} vs {other}: all {t_all['only_first']} only {name}, {t_all['only_second']} only {other} (p {t_all['p']:.3g}); "
                   f"pose {t_pose['only_first']} vs {t_pose['only_second']} (p {t_pose['p']:.3g})")
+    # the same edits at every η the recipes share: each against the recommended recipe at that η, and against SDEdit
+    per = {}
+    for name in rows:
+        s = settings_of(pipe, name)
+        recs = [r for _, r in sorted(stored_records(world / '06_heldout.jsonl', pipe, edits, s, s.etas, s.seeds, False).items())]
+        per[name] = {eta: edit_successes(recs, eta) for eta in s.etas}
+    shared = sorted(set.intersection(*(set(v) for v in per.values()))) if per else []
+    print(f"\n| recipe | {' | '.join(f'η {e}' for e in shared)} |   (share of the {len(edits)} edits; vs recommended at that η; vs SDEdit)")
+    print('|---' * (len(shared) + 1) + '|')
+    for name, by in per.items():
+        cells = []
+        for eta in shared:
+            ok = by[eta]
+            vs_rec = sign_test(ok, per['recommended'][eta]) if 'recommended' in per and name != 'recommended' else None
+            vs_sd = sign_test(ok, sd_ok)
+            cells.append(f"{np.mean(ok):.0%}" + (f"; {vs_rec['only_first']} vs {vs_rec['only_second']} (p {vs_rec['p']:.2g})" if vs_rec else '')
+                         + f"; SDEdit {vs_sd['only_first']} vs {vs_sd['only_second']} (p {vs_sd['p']:.2g})")
+        print(f"| {name} | {' | '.join(cells)} |")
 
 
 def stage3_base(pipe, name):
