@@ -132,6 +132,23 @@ def test_stage_ii_trains_on_noise_levels_drawn_per_sample(sr, folders, monkeypat
     assert family(x4).training_condition(x4, c4, torch.Generator(), 2) is c4  # the x4 upscaler keeps its one level
 
 
+def test_stage_ii_resumes_exactly_and_trains_under_bf16(sr, tmp_path):
+    from imagic.cascade import finetune_upscaler
+    from imagic.stages import Checkpoint
+    full, low = torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1)), torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(2))
+    kw = dict(steps=6, lr=1e-3, progress=False, batch_size=2)
+    whole, lw = finetune_upscaler(sr, full, low, 'a bird', generator=imagic.make_generator('cpu', 0), **kw)
+    ck = Checkpoint(tmp_path / 'up.safetensors', every=3)
+    def kill_at_5(step, loss, net):
+        if step == 4: raise RuntimeError('killed')
+    with pytest.raises(RuntimeError, match='killed'):
+        finetune_upscaler(sr, full, low, 'a bird', generator=imagic.make_generator('cpu', 0), checkpoint=ck, callback=kill_at_5, **kw)
+    again, la = finetune_upscaler(sr, full, low, 'a bird', generator=imagic.make_generator('cpu', 0), checkpoint=Checkpoint(ck.path, every=3), **kw)
+    assert la == lw and all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), again.state_dict().values()))  # levels drawn as before
+    _, lb = finetune_upscaler(sr, full, low, 'a bird', generator=imagic.make_generator('cpu', 0), mixed_precision='bf16', **kw)
+    assert len(lb) == 6 and all(np.isfinite(lb)) and lb != lw
+
+
 def test_the_paper_cascade_with_stage_iii_untouched(base, sr, folders, tmp_path):
     from imagic.cli import main
     from PIL import Image
