@@ -256,29 +256,45 @@ def table(pipe, edits, reads) -> list:
         pose = [r for r in recs if r['edit'].kind == 'pose']
         out.append(dict(name=name, n=len(recs), eta=best, both=float(np.mean(edit_successes(recs, best))),
                         pose_n=len(pose), pose=float(np.mean(edit_successes(pose, best))) if pose else None,
-                        fit_s=fit_of.get(stage3_base(pipe, name), fit_of[name]), what=CANDIDATES[name][2],
+                        fit_s=fit_of.get(stage3_base(pipe, name), fit_of[name]), what=CANDIDATES[name][2], base=stage3_base(pipe, name),
                         kinds=sorted({r['edit'].kind for r in recs})))
     return out
 
 
 def figure(rows, path, note='fit seconds per edit as recorded (this CPU, mean over the edits)'):
-    "Success against fit seconds, a point per recipe; today's presets in orange; labels of points at the same height stacked."
+    """Left: success against fit seconds, a point per recipe that fits differently (today's presets in orange; labels of
+    points at the same height stacked). Right: the stage-3 choices sampled from one shared fit (today's recommended, or
+    `fast`), a bar each beside their base's bar — they cost the base's fit, so on the left they would sit on one spot."""
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    fits, s3 = [r for r in rows if not r.get('base')], [r for r in rows if r.get('base')]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 5.2), dpi=100, gridspec_kw=dict(width_ratios=[1.35, 1]))
     seen, full = {}, max(r['n'] for r in rows)
-    for r in sorted(rows, key=lambda r: r['fit_s']):
+    orange = ('paper', 'recommended', 'fast')
+    for r in sorted(fits, key=lambda r: r['fit_s']):
         y = round(100 * r['both'])
         k = seen[y] = seen.get(y, -1) + 1
-        ax.scatter(r['fit_s'], 100 * r['both'], s=30 if r['n'] == full else 14, color='C1' if r['name'] in ('paper', 'recommended', 'fast') else 'C0', zorder=3)
+        ax.scatter(r['fit_s'], 100 * r['both'], s=30 if r['n'] == full else 14, color='C1' if r['name'] in orange else 'C0', zorder=3)
         part = f", {r['n']} of {full} edits" if r['n'] < full else ''
-        ax.annotate(f"{r['name']} (η {r['eta']}{part})", (r['fit_s'], 100 * r['both']), fontsize=8, xytext=(4, 3 + 10 * k),
+        ax.annotate(f"{r['name']} (η {r['eta']}{part})", (r['fit_s'], 100 * r['both']), fontsize=8, xytext=(4 + 6 * k, 3 + 11 * k),
                     textcoords='offset points', arrowprops=dict(arrowstyle='-', lw=0.4, color='0.5') if k else None)
-    ax.set_xscale('log'); ax.set_xlabel(note); ax.set_ylabel('edits succeeded (%)'); ax.set_ylim(-5, 105)
+    ax.set_xscale('log'); ax.set_xlabel(note, fontsize=9); ax.set_ylabel('edits succeeded (%)'); ax.set_ylim(-5, 105)
+    ax.set_title('recipes that fit differently', fontsize=9); ax.grid(alpha=.3)
+    by = {r['name']: r for r in rows}
+    bars = []
+    for base in ('recommended', 'fast'):
+        group = [r for r in s3 if r['base'] == base]
+        if group and base in by: bars += [by[base]] + sorted(group, key=lambda r: -r['both'])
+    ys = list(range(len(bars)))[::-1]
+    bx.barh(ys, [100 * r['both'] for r in bars], color=['C1' if r['name'] in orange else 'C0' for r in bars], height=0.7)
+    bx.set_yticks(ys); bx.set_yticklabels([f"{r['name']} (η {r['eta']})" for r in bars], fontsize=8)
+    for y, r in zip(ys, bars): bx.text(min(100 * r['both'], 88) + 1, y, f"{round(r['both'] * r['n'])}/{r['n']}", va='center', fontsize=7)
+    bx.set_xlim(0, 105); bx.set_xlabel('edits succeeded (%)', fontsize=9); bx.grid(alpha=.3, axis='x')
+    bx.set_title('stage 3 changed, sampled from one shared fit\n(orange: that fit sampled as it is)', fontsize=9)
     kinds = sorted({k for r in rows for k in r.get('kinds', [])})
-    ax.set_title(f"Recipes on {full} validation edits{' (' + ', '.join(kinds) + ')' if kinds else ''}\n"
-                 "success: one seed of four reaches the asked attribute and keeps the rest, at the recipe's best η", fontsize=9)
-    ax.grid(alpha=.3); fig.tight_layout(); fig.savefig(path); plt.close(fig)
+    fig.suptitle(f"Recipes on {full} validation edits{' (' + ', '.join(kinds) + ')' if kinds else ''}: success = one seed of four "
+                 "reaches the asked attribute and keeps the rest, at the recipe's best η", fontsize=9)
+    fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
 
 if __name__ == '__main__':
