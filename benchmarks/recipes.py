@@ -234,11 +234,12 @@ def heldout(args):
         print(f"| {name} | {' | '.join(cells)} |")
 
 
-def stage3_base(pipe, name):
-    "The candidate (today's recommended or fast) whose fit `name` shares, differing from it in stage 3 only; None if neither."
+def stage3_base(pipe, name, bases=None):
+    """The candidate (today's recommended or fast) whose fit `name` shares, differing from it in stage 3 only; None if
+    neither. `bases`: the two bases' settings as dicts, when the caller has them already."""
     s = settings_of(pipe, name).to_dict()
-    for base in ('recommended', 'fast'):
-        b = settings_of(pipe, base).to_dict()
+    bases = bases or {b: settings_of(pipe, b).to_dict() for b in ('recommended', 'fast')}
+    for base, b in bases.items():
         if base != name and not {k for k in set(s) | set(b) if s.get(k) != b.get(k)} - set(STAGE3): return base
     return None
 
@@ -248,15 +249,17 @@ def table(pipe, edits, reads) -> list:
     import numpy as np
     from imagic.world.edits import edit_successes
     out, fit_of = [], {}
+    bases = {b: settings_of(pipe, b).to_dict() for b in ('recommended', 'fast')}
     for name in CANDIDATES:
         recs = list(stored(pipe, name, edits, reads).values())
         if not recs: continue
+        base = stage3_base(pipe, name, bases)
         fit_of[name] = float(np.mean([r['fit_s'] for r in recs]))
         best = max(ETAS, key=lambda e: (np.mean(edit_successes(recs, e)), e))
         pose = [r for r in recs if r['edit'].kind == 'pose']
         out.append(dict(name=name, n=len(recs), eta=best, both=float(np.mean(edit_successes(recs, best))),
                         pose_n=len(pose), pose=float(np.mean(edit_successes(pose, best))) if pose else None,
-                        fit_s=fit_of.get(stage3_base(pipe, name), fit_of[name]), what=CANDIDATES[name][2], base=stage3_base(pipe, name),
+                        fit_s=fit_of.get(base, fit_of[name]), what=CANDIDATES[name][2], base=base,
                         kinds=sorted({r['edit'].kind for r in recs})))
     return out
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import imagic
 from .core import DEFAULT_CLIP, DEFAULT_MODEL, FITS, PRESETS, Settings, atomic_write, image_size, load_image, open_image, restore_aspect, to_pil
 from .stages import Checkpoint
-from .cascade import upscale_factor
+from .cascade import cascade_stages, upscale_factor
 from .state import Imagic, ImagicState
 from .baselines import DEFAULT_KNOBS, METHODS, knobs_for
 
@@ -213,10 +213,9 @@ def _load_model(args):
     except NotImplementedError as e: raise UsageError(str(e)) from None
     return pipe
 
-def _load_upscaler(args, pipe) -> tuple:
-    "The cascade from --upscaler, on the base model's device and dtype: (what `Imagic`'s `upscaler` takes — one model, or the list in order —, the one fine-tuned), (None, None) without one."
-    if not args.upscaler: return None, None
-    from imagic.cascade import upscale_factor
+def _load_upscaler(args, pipe):
+    "The cascade from --upscaler, on the base model's device and dtype, as `Imagic`'s `upscaler` takes it (one model, or the list in order); None without one. Each is checked here so that its error names it."
+    if not args.upscaler: return None
     from imagic.core import load_pipeline
     if args.method != 'imagic': raise UsageError(f"--upscaler is Imagic's cascade; --method {args.method} has none")
     ups = []
@@ -225,7 +224,7 @@ def _load_upscaler(args, pipe) -> tuple:
             ups.append(load_pipeline(name, device=pipe.device, dtype=pipe.dtype, role='upscaler'))
             upscale_factor(ups[-1])
         except (FileNotFoundError, ValueError, OSError) as e: raise UsageError(f"--upscaler {name}: {str(e).splitlines()[0]}") from None
-    return (ups[0] if len(ups) == 1 else ups), ups[0]
+    return ups[0] if len(ups) == 1 else ups
 
 def _progress(args) -> bool: return not args.quiet and sys.stderr.isatty()
 
@@ -274,7 +273,8 @@ def cmd_edit(args) -> int:
         try: state = ImagicState.load(args.load_state)
         except (FileNotFoundError, ValueError) as e: raise UsageError(str(e)) from None
     pipe = _load_model(args)
-    up, first = _load_upscaler(args, pipe)  # `first`: the upscaler fine-tuned on the input
+    up = _load_upscaler(args, pipe)
+    first, _ = cascade_stages(up)  # the upscaler fine-tuned on the input
     settings = _settings(args, pipe, first)
     x = load_image(img, image_size(pipe), fit=args.fit)
     x_fit = load_image(img, image_size(pipe) * upscale_factor(first), fit=args.fit) if up is not None else x  # a cascade fits the full size
@@ -343,7 +343,8 @@ def cmd_bench(args) -> int:
     if dist is not None and args.device is None: args.device = str(dist.device)
     pipe = _load_model(args)
     knobs = _knobs(args, pipe) if args.method != 'imagic' else None
-    up, first = _load_upscaler(args, pipe)
+    up = _load_upscaler(args, pipe)
+    first, _ = cascade_stages(up)
     settings = _settings(args, pipe, first)
     out = Path(args.out)
     if out.exists() and not out.is_dir(): raise UsageError(f"--out {out} exists and is not a folder")
