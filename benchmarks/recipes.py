@@ -10,6 +10,7 @@ one stopped, and the recommended settings' records from the earlier sweep (`06_s
     python benchmarks/recipes.py --run joint40 fgt_enc --kinds pose          # fit what is not stored yet
     python benchmarks/recipes.py --table                                       # every candidate's rates and fit seconds
     python benchmarks/recipes.py --figure nbs/world/09_recipes.png             # success against fit seconds
+    python benchmarks/recipes.py --stage3 --lost --run recommended rec_g75 --kinds pose --fits DIR   # what the pose edits lose
 """
 import argparse
 import json
@@ -96,6 +97,8 @@ def main(argv=None):
                          "edit once with --base's settings and sample every candidate from that fit")
     ap.add_argument('--base', default='recommended', help='with --stage3: the candidate whose fit the stage-3 candidates share')
     ap.add_argument('--fits', default=None, help='with --stage3: a folder to keep each shared fit in (and read it from on a rerun)')
+    ap.add_argument('--lost', action='store_true',
+                    help='with --stage3: instead of records, what the --run candidates lose on the validation edits (every image probed; nothing stored)')
     ap.add_argument('--shard', default='0/1', help='i/n: with --heldout, fit every n-th held-out edit from the i-th')
     args = ap.parse_args(argv)
     if args.heldout: return heldout(args)
@@ -105,6 +108,7 @@ def main(argv=None):
     kinds = args.kinds or list(EDIT_KINDS)
     edits = [e for e in chosen_edits(args.edits, EDIT_KINDS, trained_on_details(pipe)) if e.kind in kinds]
     reads = [args.records, str(Path(args.records).parent / '06_sweep.jsonl')]
+    if args.stage3 and args.lost: return lost(pipe, args.run, edits, args.base, args.fits)
     if args.stage3: stage3(pipe, args.run, edits, reads, args.records, args.base, args.fits, ETAS); args.run = []
     for name in args.run:
         s = settings_of(pipe, name)
@@ -127,14 +131,11 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
     `run_edits` would write), its fit seconds the shared fit's. With `fits` (a folder), each fit is kept there and read
     back by a later run instead of refitted (the fit is seeded, so it is the same fit). `etas`: the grid sampled, each
     candidate's own η when None (as `--heldout` samples)."""
-    import hashlib
-    import time
-    import torch
-    from imagic.core import append_jsonl, encode_image, encode_text, image_size
-    from imagic.stages import fit_stages, generate_edits
+    from imagic.core import append_jsonl
+    from imagic.stages import generate_edits
     from imagic.state import model_fingerprint
     from imagic.world import judge
-    from imagic.world.edits import _record_key, _record_line, edit_input
+    from imagic.world.edits import _record_key, _record_line
     base = settings_of(pipe, base_name)
     fp = model_fingerprint(pipe)
     for name in names:
@@ -143,19 +144,7 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
     for j, e in enumerate(edits):
         todo = [n for n in names if 0 not in stored(pipe, n, [e], reads, etas)]
         if not todo: continue
-        x_full, x = edit_input(e, image_size(pipe))
-        lat, e_tgt = encode_image(pipe, x), encode_text(pipe, e.text)
-        cache = Path(fits) / (hashlib.sha256(_record_key(fp, e, base, (), (), False).encode()).hexdigest()[:24] + '.pt') if fits else None
-        if cache is not None and cache.exists():
-            got = torch.load(cache, weights_only=False)
-            e_opt, unet, fit_s = got['e_opt'], got['unet'], got['fit_s']
-        else:
-            t0 = time.perf_counter()
-            e_opt, unet, l1, l2 = fit_stages(pipe, lat, e_tgt, base, progress=False)
-            fit_s = time.perf_counter() - t0
-            if cache is not None:
-                cache.parent.mkdir(parents=True, exist_ok=True)
-                torch.save(dict(e_opt=e_opt, unet=unet, fit_s=fit_s), cache.with_suffix('.tmp')); cache.with_suffix('.tmp').replace(cache)
+        e_tgt, e_opt, unet, fit_s = shared_fit(pipe, e, base, fits, fp)
         for name in todo:
             s = settings_of(pipe, name)
             grid_etas = etas if etas is not None else s.etas
@@ -163,6 +152,66 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
             rec = dict(edit=e, fit_s=fit_s, judged={('finetuned', eta, sd): judge(e, im) for eta, row in zip(grid_etas, grid) for sd, im in zip(s.seeds, row)})
             append_jsonl(records, _record_line(_record_key(fp, e, s, grid_etas, s.seeds, False), rec))
         print(f"stage 3: edit {j + 1}/{len(edits)} ({e.kind}) fit {fit_s:.1f} s, {len(todo)} candidates sampled", flush=True)
+
+
+def shared_fit(pipe, e, base, fits=None, fp=None):
+    """(e_tgt, e_opt, fine-tuned denoiser, fit seconds) of edit `e` with settings `base`: read from the folder `fits` when
+    kept there, else fitted (and kept there when `fits` is given). The fit is seeded, so a kept fit is the same fit."""
+    import hashlib
+    import time
+    import torch
+    from imagic.core import encode_image, encode_text, image_size
+    from imagic.stages import fit_stages
+    from imagic.state import model_fingerprint
+    from imagic.world.edits import _record_key, edit_input
+    _, x = edit_input(e, image_size(pipe))
+    lat, e_tgt = encode_image(pipe, x), encode_text(pipe, e.text)
+    fp = fp or model_fingerprint(pipe)
+    cache = Path(fits) / (hashlib.sha256(_record_key(fp, e, base, (), (), False).encode()).hexdigest()[:24] + '.pt') if fits else None
+    if cache is not None and cache.exists():
+        got = torch.load(cache, weights_only=False)
+        return e_tgt, got['e_opt'], got['unet'], got['fit_s']
+    t0 = time.perf_counter()
+    e_opt, unet, _, _ = fit_stages(pipe, lat, e_tgt, base, progress=False)
+    fit_s = time.perf_counter() - t0
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(dict(e_opt=e_opt, unet=unet, fit_s=fit_s), cache.with_suffix('.tmp')); cache.with_suffix('.tmp').replace(cache)
+    return e_tgt, e_opt, unet, fit_s
+
+
+def lost(pipe, names, edits, base_name='recommended', fits=None, etas=ETAS):
+    """What limits the edits: each stage-3 candidate of `base_name` sampled from the shared fit of each edit (four seeds, `etas`),
+    every image probed. Per η: the share of images that reach the asked attribute, that keep everything else, and, of
+    those that reach it, the share that lose each other attribute (marks, pebbles, size, position, ...). Nothing stored."""
+    from collections import Counter
+    from imagic.stages import generate_edits
+    from imagic.world.edits import kept_fields
+    from imagic.world.probe import probe
+    base = settings_of(pipe, base_name)
+    tally = {n: {eta: Counter() for eta in etas} for n in names}
+    for j, e in enumerate(edits):
+        e_tgt, e_opt, unet, _ = shared_fit(pipe, e, base, fits)
+        for name in names:
+            s = settings_of(pipe, name)
+            grid = generate_edits(pipe, e_tgt, e_opt, s, denoiser=unet, etas=etas, seeds=s.seeds, progress=False)
+            for eta, row in zip(etas, grid):
+                for im in row:
+                    p = probe(im)
+                    reached, kept = getattr(p, e.kind) == getattr(e.target, e.kind), kept_fields(e, p)
+                    c = tally[name][eta]
+                    c['images'] += 1; c['reached'] += reached; c['kept'] += all(kept.values()); c['both'] += reached and all(kept.values())
+                    if reached: c.update(f for f, ok in kept.items() if not ok)
+        print(f"lost: edit {j + 1}/{len(edits)} ({e.kind})", flush=True)
+    fields = sorted({f for n in names for c in tally[n].values() for f in c} - {'images', 'reached', 'kept', 'both'})
+    print(f"\n| recipe | η | reached | kept | both | {' | '.join(f'{f} lost (of reached)' for f in fields)} |")
+    print('|---' * (len(fields) + 5) + '|')
+    for name in names:
+        for eta, c in tally[name].items():
+            n, r = c['images'], max(c['reached'], 1)
+            print(f"| {name} | {eta} | {c['reached'] / n:.0%} | {c['kept'] / n:.0%} | {c['both'] / n:.0%} | "
+                  + ' | '.join(f"{c[f] / r:.0%}" for f in fields) + ' |')
+    return tally
 
 
 def heldout(args):

@@ -36,3 +36,23 @@ def test_stage3_candidates_share_a_kept_fit(pipe, tmp_path, monkeypatch):
     assert len(read_records(rec)) == 2
     with pytest.raises(SystemExit, match='not a stage-3 candidate'):
         recipes.stage3(pipe, ['longer'], edits, [rec], rec, 'base', fits, (0.5, 1.0))
+
+
+def test_lost_tallies_what_the_judge_says_from_the_kept_fit(pipe, tmp_path, monkeypatch):
+    "`--lost` probes the same images `stage3` judges (same kept fit, same seeds): its counts agree with the stored verdicts."
+    from imagic.world import EDIT_KINDS, read_records, trained_on_details
+    tiny = dict(embed_steps=1, finetune_steps=1, sample_steps=2, seeds=[0, 1])
+    monkeypatch.setattr(recipes, 'CANDIDATES', {'base': (None, tiny, ''), 'g3': (None, dict(tiny, guidance_scale=3.0), '')})
+    edits = [e for e in recipes.chosen_edits(1, EDIT_KINDS, trained_on_details(pipe)) if e.kind in ('pose', 'colour')]
+    rec, fits, etas = tmp_path / 'r.jsonl', tmp_path / 'fits', (0.5, 1.0)
+    recipes.stage3(pipe, ['g3'], edits, [rec], rec, 'base', fits, etas)
+    import imagic.stages
+    monkeypatch.setattr(imagic.stages, 'fit_stages', lambda *a, **k: pytest.fail('refitted'))
+    tally = recipes.lost(pipe, ['g3'], edits, 'base', fits, etas)['g3']
+    judged = [v for r in read_records(rec).values() for v in r['judged'].items()]
+    for eta in etas:
+        verdicts = [v for (m, e, s), v in judged if e == eta]
+        assert tally[eta]['images'] == len(edits) * 2 == len(verdicts)
+        for crit, key in (('attr', 'reached'), ('kept', 'kept'), ('both', 'both')):
+            assert tally[eta][key] == sum(v[crit] for v in verdicts), (eta, crit)
+        assert sum(n for f, n in tally[eta].items() if f not in ('images', 'reached', 'kept', 'both')) >= tally[eta]['reached'] - tally[eta]['both']
