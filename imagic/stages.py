@@ -236,6 +236,14 @@ def trainable_copy(
             if p.requires_grad: p.data = p.data.float()  # float32 master weights for the adapters
     return unet, [p for p in unet.parameters() if p.requires_grad]
 
+def _trainable(pipe, method, parts, lora_rank, lora_targets, mixed_precision, gradient_checkpointing, generator, start=None) -> tuple:
+    "What stages 2 and the joint stage start from: (trainable copy, its trained parameters, the pipeline's denoiser dtype, the generator: seed 0 on the denoiser's device when None)."
+    net = family(pipe).denoiser(pipe)
+    generator = generator if generator is not None else make_generator(net.device)
+    unet, params = trainable_copy(pipe, method, parts, lora_rank, lora_targets, mixed_precision, generator, start)
+    if gradient_checkpointing: unet.enable_gradient_checkpointing()
+    return unet, params, net.dtype, generator
+
 def _finished(unet, method:str, gradient_checkpointing:bool, dtype):
     "A trained copy made plain again: frozen, adapters merged in, in the pipeline's dtype."
     unet.requires_grad_(False)
@@ -268,11 +276,8 @@ def finetune(
 )->tuple:               # (fine-tuned denoiser — UNet or transformer — in the pipeline's dtype, list of per-step losses)
     "Stage 2: fine-tune a copy of the denoiser so that `e_opt` reconstructs `latents`."
     _check_steps(steps, lr, batch_size); _check_latents(latents); _check_loop(loop)
-    net = family(pipe).denoiser(pipe)
-    dtype = net.dtype
-    generator = generator if generator is not None else make_generator(net.device)
-    unet, params = trainable_copy(pipe, method, parts, lora_rank, lora_targets, mixed_precision, generator, start)
-    if gradient_checkpointing: unet.enable_gradient_checkpointing()
+    unet, params, dtype, generator = _trainable(pipe, method, parts, lora_rank, lora_targets, mixed_precision,
+                                                gradient_checkpointing, generator, start)
     emb = cond_map(lambda t: t.detach().to(unet.device, torch.float32), e_opt)
     losses = _optimise(pipe, unet, latents, emb, [(params, lr)], steps, generator, 'stage 2: fine-tune', progress, callback,
                        lambda: unet, batch_size, mixed_precision, checkpoint, timestep_sampling, guidance, **loop)
@@ -300,11 +305,8 @@ def optimize_jointly(
     "The joint stage (Forgedit): one Adam with two parameter groups, the embedding and the denoiser, against the same loss."
     _check_steps(steps, lr, batch_size); _check_lr('embed_lr', embed_lr); _check_latents(latents); _check_loop(loop)
     if len(e_init.shape) != 3 or e_init.shape[0] != 1: raise ValueError(f"e_init must be (1, T, d), got {tuple(e_init.shape)}")
-    fam = family(pipe)
-    dtype = fam.denoiser(pipe).dtype
-    generator = generator if generator is not None else make_generator(fam.denoiser(pipe).device)
-    unet, params = trainable_copy(pipe, method, parts, lora_rank, lora_targets, mixed_precision, generator)
-    if gradient_checkpointing: unet.enable_gradient_checkpointing()
+    unet, params, dtype, generator = _trainable(pipe, method, parts, lora_rank, lora_targets, mixed_precision,
+                                                gradient_checkpointing, generator)
     e_params = [p.detach().to(unet.device, torch.float32).clone().requires_grad_(True) for p in learned_parts(e_init)]
     emb = with_learned(cond_map(lambda t: t.to(unet.device, torch.float32), e_init), e_params)
     shown = lambda: (with_learned(emb, [p.detach() for p in e_params]), unet)
