@@ -56,6 +56,10 @@ CANDIDATES = {
     'rec_g10': (None, dict(guidance_scale=10.0), 'recommended, guidance 10 at sampling'),
     'rec_proj_g10': (None, dict(edit_rule='project', guidance_scale=10.0), 'recommended, projection, guidance 10'),
     'rec_s50': (None, dict(sample_steps=50), 'recommended, 50 DDIM steps (not 25) at sampling'),
+    'rec_late0': (None, dict(late_eta=0.0), "recommended, the late steps (t < 300) conditioned on e_opt (the input's embedding)"),
+    'rec_late5': (None, dict(late_eta=0.5), 'recommended, the late steps (t < 300) at η 0.5'),
+    'rec_g75_late0': (None, dict(guidance_scale=7.5, late_eta=0.0), 'recommended, guidance 7.5, the late steps on e_opt'),
+    'rec_g75_late0_5': (None, dict(guidance_scale=7.5, late_eta=0.0, late_range=[0.0, 0.5]), 'recommended, guidance 7.5, the steps t < 500 on e_opt'),
     'ft300_g75': (None, dict(finetune_steps=300, finetune_lr=9e-5, guidance_scale=7.5), '100 + 300 steps at 9e-5, guidance 7.5'),
     'fast_project': ('fast', dict(etas=[0.6, 0.7, 0.8], edit_rule='project'), "today's fast, stage 3 by vector projection"),
     'fast_mixlo': ('fast', dict(etas=[0.6, 0.7, 0.8], mix_weight=0.5, mix_range=[0.0, 0.4]), "today's fast, half the pretrained prediction for t < 400"),
@@ -123,7 +127,7 @@ def main(argv=None):
         if args.figure: figure(rows, args.figure)
 
 
-STAGE3 = ('forget', 'mix_weight', 'mix_range', 'edit_rule', 'etas', 'guidance_scale', 'sample_steps')  # what a stage-3 candidate may change
+STAGE3 = ('forget', 'mix_weight', 'mix_range', 'edit_rule', 'etas', 'guidance_scale', 'sample_steps', 'late_eta', 'late_range')  # what a stage-3 candidate may change
 
 
 def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=None, etas=None):

@@ -238,6 +238,8 @@ class Settings:
     mix_weight:float = 1.0         # stage 3 (SINE): weight of the fine-tuned prediction, against the pretrained one, inside `mix_range`; 1: fine-tuned only
     mix_range:tuple = (0.5, 1.0)   # stage 3: where predictions are mixed, as a fraction of the schedule (SINE: t >= 500 of 1000)
     edit_rule:str = 'interpolate'  # stage 3: 'interpolate' (the paper, eq. 2) or 'project' (Forgedit: e_opt plus η times e_tgt's part orthogonal to e_opt)
+    late_eta:float = None          # stage 3: the η of the steps inside `late_range` (the late, low-noise ones: details, after the layout is set); None: each image's η throughout
+    late_range:tuple = (0.0, 0.3)  # stage 3: where `late_eta` applies, as a fraction of the schedule (0: clean, 1: pure noise)
 
     def __post_init__(self):
         for name in ('embed_steps', 'finetune_steps', 'sample_steps', 'seed', 'upscaler_steps', 'upscaler_noise_level', 'upscaler_sample_steps',
@@ -281,8 +283,12 @@ class Settings:
         v = self.mix_weight
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 <= v <= 1:
             raise ValueError(f"mix_weight must be a number in [0, 1], got {v!r}")
-        for name in ('timestep_range', 'mix_range'):
+        for name in ('timestep_range', 'mix_range', 'late_range'):
             self._check_range(name)
+        v = self.late_eta
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, (int, float)): raise ValueError(f"late_eta must be a number or None, got {v!r}")
+            self.late_eta = check_eta(v)
         for name, options in (('finetune_parts', DENOISER_PARTS), ('forget', FORGET_PARTS), ('lr_schedule', LR_SCHEDULES),
                               ('edit_rule', EDIT_RULES)):
             if getattr(self, name) not in options:
@@ -333,7 +339,7 @@ _LATER_FIELDS = {'timestep_sampling': 'auto', 'distilled_guidance': None, 'last_
                  # the recipes (imagic 0.3): off at these values
                  **{f.name: f.default for f in dataclasses.fields(Settings) if f.name.startswith(('joint_', 'stop_', 'mix_'))},
                  'finetune_parts': 'all', 'timestep_range': (0.0, 1.0), 'lr_schedule': 'constant', 'forget': 'none',
-                 'edit_rule': 'interpolate'}
+                 'edit_rule': 'interpolate', 'late_eta': None, 'late_range': (0.0, 0.3)}
 
 MIXED_PRECISIONS = ('no', 'bf16', 'fp16', 'auto')
 

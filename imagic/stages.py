@@ -470,13 +470,16 @@ def _pick(denoiser, unet, pipe):
 def generate_latents(pipe, embeddings, seeds, *, denoiser=None, unet=None, guidance_scale:float=None, steps:int=50,
                      generator_device=None, batch_size=None, progress:bool=True, paired:bool=False,
                      callback=None, mixed_precision:str='no', guidance:float=None, pretrained=None, mix_weight:float=1.0,
-                     mix_range=(0.5, 1.0)) -> torch.Tensor:
-    "The family's sampler (DDIM for the UNet families, the pipeline's flow scheduler for SD3 and FLUX.1) with classifier-free guidance for every (embedding, seed) pair (N*S latents, embedding-major), or for zip(embeddings, seeds) when `paired`. `guidance_scale` None: the family's default (7.5; FLUX.1: 1, no negative pass); `guidance`: FLUX.1's distilled guidance. With `pretrained` and `mix_weight` < 1, the prediction at timesteps inside `mix_range` (fractions of the schedule) is `mix_weight`·denoiser's + (1 − `mix_weight`)·`pretrained`'s (SINE)."
+                     mix_range=(0.5, 1.0), late_embeddings=None, late_range=(0.0, 0.3)) -> torch.Tensor:
+    "The family's sampler (DDIM for the UNet families, the pipeline's flow scheduler for SD3 and FLUX.1) with classifier-free guidance for every (embedding, seed) pair (N*S latents, embedding-major), or for zip(embeddings, seeds) when `paired`. `guidance_scale` None: the family's default (7.5; FLUX.1: 1, no negative pass); `guidance`: FLUX.1's distilled guidance. With `pretrained` and `mix_weight` < 1, the prediction at timesteps inside `mix_range` (fractions of the schedule) is `mix_weight`·denoiser's + (1 − `mix_weight`)·`pretrained`'s (SINE). With `late_embeddings` (one per embedding), the steps inside `late_range` are conditioned on those instead."
     fam = family(pipe)
     net = _pick(denoiser, unet, pipe)
     mixing = pretrained is not None and mix_weight < 1
     lo, hi = (float(x) for x in mix_range)
     embs, seeds = _as_embeddings(embeddings), _as_seeds(seeds)
+    late = _as_embeddings(late_embeddings) if late_embeddings is not None else None
+    if late is not None and len(late) != len(embs): raise ValueError(f"late_embeddings: one per embedding, got {len(late)} for {len(embs)}")
+    late_lo, late_hi = (float(x) for x in late_range)
     if not isinstance(steps, int) or steps < 1: raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
     device, dtype = net.device, net.dtype
     precision = resolve_precision(device, mixed_precision)
@@ -485,10 +488,13 @@ def generate_latents(pipe, embeddings, seeds, *, denoiser=None, unet=None, guida
     row_seeds = list(seeds) if paired else [sd for _ in range(n) for sd in seeds]  # the seed of each image, embedding-major
     if paired:
         if n != s: raise ValueError(f"paired generation needs as many seeds as embeddings, got {s} and {n}")
-        cond, start = cond_map(lambda e: e.to(device, dtype), embs), noise
+        rows = lambda es: cond_map(lambda e: e.to(device, dtype), es)
+        start = noise
     else:
-        cond = cond_map(lambda e: e.to(device, dtype).repeat_interleave(s, dim=0), embs)  # (N*S, T, d): embedding-major
-        start = noise.repeat(n, 1, 1, 1)                                                   # seed-minor
+        rows = lambda es: cond_map(lambda e: e.to(device, dtype).repeat_interleave(s, dim=0), es)  # (N*S, T, d): embedding-major
+        start = noise.repeat(n, 1, 1, 1)                                                            # seed-minor
+    cond = rows(embs)
+    cond_late = rows(late) if late is not None else None
     if guidance_scale is None: guidance_scale = fam.default_guidance()
     guided = fam.guided(guidance_scale)
     uncond = cond_map(lambda e: e.to(device, dtype), unconditional(pipe, cond)) if guided else None  # once per call
@@ -502,8 +508,11 @@ def generate_latents(pipe, embeddings, seeds, *, denoiser=None, unet=None, guida
             sched = fam.sampler(pipe, steps, device, shape, seeds=row_seeds[i:i + bs])  # per chunk: a flow scheduler counts its steps
             c = cond_map(lambda e: e[i:i + bs], cond)
             x = start[i:i + bs].to(device, torch.float32) * getattr(sched, 'init_noise_sigma', 1.0)
-            ctx = cond_map(lambda u, e: torch.cat([u.expand(len(e), *u.shape[1:]), e]), uncond, c) if guided else c
+            with_uncond = lambda c: cond_map(lambda u, e: torch.cat([u.expand(len(e), *u.shape[1:]), e]), uncond, c) if guided else c
+            ctx_early = with_uncond(c)
+            ctx_late = with_uncond(cond_map(lambda e: e[i:i + bs], cond_late)) if cond_late is not None else ctx_early
             for t in sched.timesteps:
+                ctx = ctx_late if late_lo <= float(t) / sched.config.num_train_timesteps <= late_hi else ctx_early
                 inp = torch.cat([x, x]) if guided else x
                 inp = fam.sampler_input(sched, inp, t).to(dtype)
                 with _autocast(device, precision):  # the denoiser only: guidance and the sampler's update stay float32
@@ -540,13 +549,15 @@ def generate(
     pretrained=None,            # the pretrained denoiser to mix with (SINE); None: no mixing
     mix_weight:float=1.0,       # the denoiser's weight inside `mix_range` (1: no mixing)
     mix_range=(0.5, 1.0),       # where predictions are mixed, as fractions of the schedule (0: clean, 1: pure noise)
+    late_embeddings=None,       # one per embedding: the condition of the steps inside `late_range`; None: the embedding throughout
+    late_range=(0.0, 0.3),      # where `late_embeddings` condition, as fractions of the schedule
 )->list:                        # images[i][j]: PIL image for embedding i and seed j (paired: images[i][0])
     "Stage 3: sample every (embedding, seed) pair with the family's sampler and classifier-free guidance, batched."
     seeds = _as_seeds(seeds)
     lat = generate_latents(pipe, embeddings, seeds, denoiser=denoiser, unet=unet, guidance_scale=guidance_scale, steps=steps,
                            generator_device=generator_device, batch_size=batch_size, progress=progress, paired=paired,
                            callback=callback, mixed_precision=mixed_precision, guidance=guidance, pretrained=pretrained,
-                           mix_weight=mix_weight, mix_range=mix_range)
+                           mix_weight=mix_weight, mix_range=mix_range, late_embeddings=late_embeddings, late_range=late_range)
     bs = batch_size or len(lat)
     ims = [im for i in range(0, len(lat), bs) for im in to_pil(decode_latents(pipe, lat[i:i + bs]))]
     per_row = 1 if paired else len(seeds)
@@ -569,7 +580,7 @@ def generate_edits(
     progress:bool=True,    # show a progress bar
     callback=None,         # called as callback(done, total) after each denoising step
 )->list:                   # images[i][j]: PIL image for etas[i] and seeds[j]
-    "Stage 3 with `settings`: ē for every η (by `settings.edit_rule`), sampled for every seed in one batched loop; a fine-tuned `denoiser` has `settings.forget` put back to the pretrained weights first and is mixed with the pretrained one as `settings.mix_weight` says."
+    "Stage 3 with `settings`: ē for every η (by `settings.edit_rule`), sampled for every seed in one batched loop; a fine-tuned `denoiser` has `settings.forget` put back to the pretrained weights first and is mixed with the pretrained one as `settings.mix_weight` says; with `settings.late_eta`, the steps inside `settings.late_range` are conditioned on the ē of that η."
     s = settings
     fam = family(pipe)
     fam.check_settings(s)
@@ -580,8 +591,10 @@ def generate_edits(
     tuned = net is not pretrained
     if tuned: net = forget(pipe, net, s.forget)
     rule = EDIT_RULE_FNS[s.edit_rule]
+    late = [rule(e_tgt, e_opt, s.late_eta)] * len(etas) if s.late_eta is not None else None
     return generate(pipe, [rule(e_tgt, e_opt, eta) for eta in etas], seeds, denoiser=net,
                     pretrained=pretrained if tuned else None, mix_weight=s.mix_weight, mix_range=s.mix_range,
+                    late_embeddings=late, late_range=s.late_range,
                     guidance_scale=s.guidance_scale if guidance_scale is None else guidance_scale,
                     steps=s.sample_steps if steps is None else steps, batch_size=batch_size, progress=progress,
                     callback=callback, mixed_precision=s.sample_precision, guidance=s.distilled_guidance)

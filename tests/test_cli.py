@@ -131,6 +131,7 @@ BAD_EDITS = [  # (argv after 'edit' with {bad}/{photo}/{state}/{other} placehold
     (['{photo}', 'a cat', '--model', '{tiny}', '--knob', 'timestep_range=0.9,0.1'], "timestep_range must be two numbers"),
     (['{photo}', 'a cat', '--model', '{tiny}', '--knob', 'joint_steps=-3'], "joint_steps must be an integer >= 0"),
     (['{photo}', 'a cat', '--model', '{tiny}', '--knob', 'mix_weight=2'], "mix_weight must be a number in [0, 1]"),
+    (['{photo}', 'a cat', '--model', '{tiny}', '--knob', 'late_eta=low'], "late_eta must be a number or None"),
 ]
 
 
