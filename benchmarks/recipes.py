@@ -140,11 +140,8 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
     from imagic.state import model_fingerprint
     from imagic.world import judge
     from imagic.world.edits import _record_key, _record_line
-    base = settings_of(pipe, base_name)
+    base = check_stage3(pipe, names, base_name)
     fp = model_fingerprint(pipe)
-    for name in names:
-        d = {k: v for k, v in settings_of(pipe, name).to_dict().items() if base.to_dict().get(k) != v}
-        if set(d) - set(STAGE3): raise SystemExit(f"{name} changes {sorted(set(d) - set(STAGE3))} of {base_name}: not a stage-3 candidate of it")
     for j, e in enumerate(edits):
         todo = [n for n in names if 0 not in stored(pipe, n, [e], reads, etas)]
         if not todo: continue
@@ -156,6 +153,15 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
             rec = dict(edit=e, fit_s=fit_s, judged={('finetuned', eta, sd): judge(e, im) for eta, row in zip(grid_etas, grid) for sd, im in zip(s.seeds, row)})
             append_jsonl(records, _record_line(_record_key(fp, e, s, grid_etas, s.seeds, False), rec))
         print(f"stage 3: edit {j + 1}/{len(edits)} ({e.kind}) fit {fit_s:.1f} s, {len(todo)} candidates sampled", flush=True)
+
+
+def check_stage3(pipe, names, base_name):
+    "`base_name`'s settings, once each of `names` is known to differ from them in stage-3 fields only (so it may be sampled from their fit); else exits naming the first that does not."
+    base = settings_of(pipe, base_name)
+    for name in names:
+        d = {k: v for k, v in settings_of(pipe, name).to_dict().items() if base.to_dict().get(k) != v}
+        if set(d) - set(STAGE3): raise SystemExit(f"{name} changes {sorted(set(d) - set(STAGE3))} of {base_name}: not a stage-3 candidate of it")
+    return base
 
 
 def shared_fit(pipe, e, base, fits=None, fp=None):
@@ -192,12 +198,13 @@ def lost(pipe, names, edits, base_name='recommended', fits=None, etas=ETAS):
     from imagic.stages import generate_edits
     from imagic.world.edits import kept_fields
     from imagic.world.probe import probe
-    base = settings_of(pipe, base_name)
+    from imagic.state import model_fingerprint
+    base, fp = check_stage3(pipe, names, base_name), model_fingerprint(pipe)
+    settings = {n: settings_of(pipe, n) for n in names}
     tally = {n: {eta: Counter() for eta in etas} for n in names}
     for j, e in enumerate(edits):
-        e_tgt, e_opt, unet, _ = shared_fit(pipe, e, base, fits)
-        for name in names:
-            s = settings_of(pipe, name)
+        e_tgt, e_opt, unet, _ = shared_fit(pipe, e, base, fits, fp)
+        for name, s in settings.items():
             grid = generate_edits(pipe, e_tgt, e_opt, s, denoiser=unet, etas=etas, seeds=s.seeds, progress=False)
             for eta, row in zip(etas, grid):
                 for im in row:
