@@ -264,7 +264,7 @@ TRADEOFF_KNOBS = {  # method: (its knob, the values a trade-off curve sweeps)
 
 def knob_sweep(pipe, method:str, edits, values=None, seeds=(0, 1, 2, 3), records=None, stored_only:bool=False, progress:bool=True,
                **fixed) -> list:
-    "Rows (method, knob, value, kind, n, attr, kept, both) per value of `method`'s knob (default `TRADEOFF_KNOBS`) and edit kind ('all' too): the share of `edits` where one seed reaches the asked attribute, keeps the rest, does both. `fixed`: the method's other knobs (Imagic: `Settings` fields). `stored_only`: read `records`, run nothing."
+    "Rows (method, knob, value, kind, n, attr, kept, both) per value of `method`'s knob (default `TRADEOFF_KNOBS`) and edit kind ('all' too): the share of `edits` where one seed reaches the asked attribute, keeps the rest, does both. `fixed`: the method's other knobs (Imagic: `Settings` fields). `stored_only`: read `records` (for Imagic, a file or a list of files), run nothing."
     from imagic.world import EDIT_KINDS, run_edits, success_rates
     from imagic.world.edits import stored_records
     if method not in TRADEOFF_KNOBS: raise ValueError(f"unknown method {method!r}; one of {tuple(TRADEOFF_KNOBS)}")

@@ -512,12 +512,13 @@ def generate_latents(pipe, embeddings, seeds, *, denoiser=None, unet=None, guida
             ctx_early = with_uncond(c)
             ctx_late = with_uncond(cond_map(lambda e: e[i:i + bs], cond_late)) if cond_late is not None else ctx_early
             for t in sched.timesteps:
-                ctx = ctx_late if late_lo <= float(t) / sched.config.num_train_timesteps <= late_hi else ctx_early
+                frac = float(t) / sched.config.num_train_timesteps  # where this step is in the schedule: what both ranges are in
+                ctx = ctx_late if late_lo <= frac <= late_hi else ctx_early
                 inp = torch.cat([x, x]) if guided else x
                 inp = fam.sampler_input(sched, inp, t).to(dtype)
                 with _autocast(device, precision):  # the denoiser only: guidance and the sampler's update stay float32
                     pred = fam.predict(net, inp, t, ctx, dtype, guidance).float()
-                    if mixing and lo <= float(t) / sched.config.num_train_timesteps <= hi:
+                    if mixing and lo <= frac <= hi:
                         pre = fam.predict(pretrained, inp, t, ctx, dtype, guidance).float()
                         pred = mix_weight * pred + (1 - mix_weight) * pre
                 if guided:

@@ -78,13 +78,15 @@ def kept_fields(edit:Edit, p) -> dict:
                    clutter=details_match(s.clutter, p.clutter, colours=False))
     return out
 
-def judge(edit:Edit, image) -> dict:
-    "Probe an edited image (PIL or array): `attr` (the asked attribute), `kept` (every other attribute), `both`; at 256 px and more also `fine` (the texture kept)."
+def judge(edit:Edit, image, fields:bool=False) -> dict:
+    "Probe an edited image (PIL or array): `attr` (the asked attribute), `kept` (every other attribute), `both`; at 256 px and more also `fine` (the texture kept). `fields`: also `fields`, which of the other attributes were kept (`kept_fields`), for telling what an edit lost."
     p = probe(image)
     attr = getattr(p, edit.kind) == getattr(edit.target, edit.kind)
-    kept = all(kept_fields(edit, p).values())
+    each = kept_fields(edit, p)
+    kept = all(each.values())
     out = dict(attr=bool(attr), kept=bool(kept), both=bool(attr and kept))
     if p.texture is not None: out['fine'] = p.texture == edit.source.texture
+    if fields: out['fields'] = {f: bool(v) for f, v in each.items()}
     return out
 
 # %% ../../nbs/world/03_edits.ipynb 12
@@ -227,9 +229,9 @@ def _record_line(key:str, rec:dict) -> dict:
     return dict(key=key, judged=judged, **{k: v for k, v in rec.items() if k.endswith('_s')})
 
 def read_records(path) -> dict:
-    "The records stored in a `run_edits` `.jsonl` file, by key (a line cut short by an interruption is skipped)."
+    "The records stored in a `run_edits` `.jsonl` file, or in each of a list of them, by key (a line cut short by an interruption is skipped)."
     out = {}
-    for d in read_jsonl(path):
+    for d in (d for p in (path if isinstance(path, (list, tuple)) else [path]) for d in read_jsonl(p)):
         src, tgt, kind = json.loads(d['key'])[:3]
         out[d['key']] = dict(edit=Edit(Scene(**src), Scene(**tgt), kind), images={}, embed_losses=[], finetune_losses=[],
                              judged={(m, e, s): dict(zip(('attr', 'kept', 'both', 'fine'), v)) for m, e, s, *v in d['judged']},
@@ -237,7 +239,7 @@ def read_records(path) -> dict:
     return out
 
 def stored_records(path, pipe, edits, settings, etas, seeds, ablation:bool, upscaler=None) -> dict:
-    "Of `edits`, those whose `run_edits` records with this model (`pipe`), settings, η, seeds, ablation and upscaler are stored in `path`: index -> record."
+    "Of `edits`, those whose `run_edits` records with this model (`pipe`), settings, η, seeds, ablation and upscaler are stored in `path` (a file, or a list of files): index -> record."
     store = read_records(path)
     fp, up_fp = model_fingerprint(pipe), (model_fingerprint(upscaler) if upscaler is not None else None)
     out = {}
