@@ -6,11 +6,16 @@ ranges, batches, schedules, adaptive stopping) as `imagic.Settings` fields. Ever
 validation edits (`benchmarks/sweep.py`'s: the first `--edits` of each kind) and sampled on the same η grid with the
 four seeds, the records stored in `--records` as `imagic.world.run_edits` writes them: a rerun goes on where the last
 one stopped, and the recommended settings' records from the earlier sweep (`06_sweep.jsonl`) are read, not refitted.
+The sweep ran on the recommended recipe of its time (guidance 5, `rec_g5`); guidance 7.5 beat it on validation and is
+the recommended one now, so the candidates measured on the old base name guidance 5 in their settings.
+
+    python benchmarks/recipes.py --heldout 64 --stage3 --run recommended --base rec_g5 --ablation --compare 48 --fits DIR
+        # a new recommended stage 3 re-measured from kept fits: the report's records (with the ablation) and compare's
 
     python benchmarks/recipes.py --run joint40 fgt_enc --kinds pose          # fit what is not stored yet
     python benchmarks/recipes.py --table                                       # every candidate's rates and fit seconds
     python benchmarks/recipes.py --figure nbs/world/09_recipes.png             # success against fit seconds
-    python benchmarks/recipes.py --stage3 --lost --run recommended rec_g75 --kinds pose --fits DIR   # what the pose edits lose
+    python benchmarks/recipes.py --stage3 --lost --run rec_g5 recommended --kinds pose --fits DIR   # what the pose edits lose
 """
 import argparse
 import json
@@ -22,44 +27,47 @@ from sweep import chosen_edits  # noqa: E402
 
 RECORDS = Path(__file__).parent.parent / 'nbs' / 'world' / '09_recipes.jsonl'
 ETAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+# The sweep ran on the recommended settings of the round's start (guidance 5, `rec_g5`); guidance 7.5 won and is the
+# recommended one now, so the candidates measured on the old base keep guidance 5 in their settings (their records' key).
+G5 = dict(guidance_scale=5.0)
 # name -> (preset, changes, what it is). The stored sweep's records fitted `fast` with the η of its time (0.6-0.8): the
 # fit does not depend on `etas` (the grid above is sampled whatever it says), so 'fast' keeps them and its records are read.
 CANDIDATES = {
-    'paper': ('paper', {}, "the paper's steps (1000 + 1500) at the model's paper learning rates"),
-    'recommended': (None, {}, "today's recommended: 100 + 900 steps, full fine-tuning at 3e-5"),
+    'paper': ('paper', dict(G5), "the paper's steps (1000 + 1500) at the model's paper learning rates"),
+    'recommended': (None, {}, "today's recommended: 100 + 900 steps, full fine-tuning at 3e-5, guidance 7.5 (chosen this round)"),
+    'rec_g5': (None, dict(G5), 'the recommended recipe before this round: guidance 5 at sampling'),
     'fast': ('fast', dict(etas=[0.6, 0.7, 0.8]), "today's fast: LoRA rank 16 on every layer, 400 steps at 1e-3"),
-    'ft200': (None, dict(finetune_steps=200, finetune_lr=1.5e-4), '100 + 200 steps, full fine-tuning at 1.5e-4'),
-    'ft150cos': (None, dict(finetune_steps=150, finetune_lr=3e-4, lr_schedule='cosine'), '100 + 150 steps at 3e-4, cosine decay'),
-    'joint100': (None, dict(embed_steps=0, finetune_steps=0, joint_steps=100, joint_embed_lr=1e-2, joint_lr=1.5e-4),
+    'ft200': (None, dict(G5, finetune_steps=200, finetune_lr=1.5e-4), '100 + 200 steps, full fine-tuning at 1.5e-4'),
+    'ft150cos': (None, dict(G5, finetune_steps=150, finetune_lr=3e-4, lr_schedule='cosine'), '100 + 150 steps at 3e-4, cosine decay'),
+    'joint100': (None, dict(G5, embed_steps=0, finetune_steps=0, joint_steps=100, joint_embed_lr=1e-2, joint_lr=1.5e-4),
                  'the joint stage alone: 100 steps, embedding 1e-2, UNet 1.5e-4'),
-    'forgedit': (None, dict(embed_steps=0, finetune_steps=0, joint_steps=40, joint_batch=10, joint_embed_lr=1e-3, joint_lr=6e-5,
+    'forgedit': (None, dict(G5, embed_steps=0, finetune_steps=0, joint_steps=40, joint_batch=10, joint_embed_lr=1e-3, joint_lr=6e-5,
                             finetune_parts='forgedit', stop_loss=0.03),
                  "Forgedit's recipe as published: joint, batch 10, 40 steps, blocks 1-3, stop under 0.03"),
-    'forgedit_hi': (None, dict(embed_steps=0, finetune_steps=0, joint_steps=40, joint_batch=4, joint_embed_lr=1e-2, joint_lr=3e-4,
+    'forgedit_hi': (None, dict(G5, embed_steps=0, finetune_steps=0, joint_steps=40, joint_batch=4, joint_embed_lr=1e-2, joint_lr=3e-4,
                                finetune_parts='forgedit'), 'joint, batch 4, 40 steps, blocks 1-3, learning rates for this small model'),
-    'ft200_fgt_enc': (None, dict(finetune_steps=200, finetune_lr=1.5e-4, forget='encoder'), 'ft200, the encoder forgotten at sampling'),
-    'dec300': (None, dict(finetune_steps=300, finetune_lr=1e-4, finetune_parts='decoder'), 'only the decoder trains: 100 + 300 steps at 1e-4'),
-    'b4_150': (None, dict(finetune_steps=150, finetune_lr=1e-4, finetune_batch=4), '100 + 150 steps of 4 samples at 1e-4'),
-    'low300': (None, dict(finetune_steps=300, finetune_lr=6e-5, timestep_range=[0.0, 0.6]), '100 + 300 steps at 6e-5, timesteps t < 600 only'),
-    'rec450': (None, dict(finetune_steps=450, finetune_lr=6e-5), 'half the recommended steps at twice the rate: 100 + 450 at 6e-5'),
-    'rec_fgt_enc': (None, dict(forget='encoder'), 'recommended, the encoder forgotten at sampling'),
-    'rec_fgt_dec': (None, dict(forget='decoder'), 'recommended, the decoder forgotten at sampling'),
-    'rec_fgt_kv': (None, dict(forget='all_but_cross_kv'), 'recommended, all but the cross-attention keys and values forgotten'),
-    'rec_mix': (None, dict(mix_weight=0.5, mix_range=[0.6, 1.0]), 'recommended, half the pretrained prediction for t >= 600 (SINE)'),
-    'rec_mix_lo': (None, dict(mix_weight=0.5, mix_range=[0.0, 0.4]), 'recommended, half the pretrained prediction for t < 400'),
-    'rec_project': (None, dict(edit_rule='project'), 'recommended, stage 3 by vector projection'),
-    'rec_proj_mixlo': (None, dict(edit_rule='project', mix_weight=0.5, mix_range=[0.0, 0.4]), 'recommended, projection and half the pretrained prediction for t < 400'),
-    'rec_g3': (None, dict(guidance_scale=3.0), 'recommended, guidance 3 (not 5) at sampling'),
-    'rec_g75': (None, dict(guidance_scale=7.5), 'recommended, guidance 7.5 at sampling'),
+    'ft200_fgt_enc': (None, dict(G5, finetune_steps=200, finetune_lr=1.5e-4, forget='encoder'), 'ft200, the encoder forgotten at sampling'),
+    'dec300': (None, dict(G5, finetune_steps=300, finetune_lr=1e-4, finetune_parts='decoder'), 'only the decoder trains: 100 + 300 steps at 1e-4'),
+    'b4_150': (None, dict(G5, finetune_steps=150, finetune_lr=1e-4, finetune_batch=4), '100 + 150 steps of 4 samples at 1e-4'),
+    'low300': (None, dict(G5, finetune_steps=300, finetune_lr=6e-5, timestep_range=[0.0, 0.6]), '100 + 300 steps at 6e-5, timesteps t < 600 only'),
+    'rec450': (None, dict(G5, finetune_steps=450, finetune_lr=6e-5), 'half the recommended steps at twice the rate: 100 + 450 at 6e-5'),
+    'rec_fgt_enc': (None, dict(G5, forget='encoder'), 'the former recommended (guidance 5), the encoder forgotten at sampling'),
+    'rec_fgt_dec': (None, dict(G5, forget='decoder'), 'the former recommended (guidance 5), the decoder forgotten at sampling'),
+    'rec_fgt_kv': (None, dict(G5, forget='all_but_cross_kv'), 'the former recommended (guidance 5), all but the cross-attention keys and values forgotten'),
+    'rec_mix': (None, dict(G5, mix_weight=0.5, mix_range=[0.6, 1.0]), 'the former recommended (guidance 5), half the pretrained prediction for t >= 600 (SINE)'),
+    'rec_mix_lo': (None, dict(G5, mix_weight=0.5, mix_range=[0.0, 0.4]), 'the former recommended (guidance 5), half the pretrained prediction for t < 400'),
+    'rec_project': (None, dict(G5, edit_rule='project'), 'the former recommended (guidance 5), stage 3 by vector projection'),
+    'rec_proj_mixlo': (None, dict(G5, edit_rule='project', mix_weight=0.5, mix_range=[0.0, 0.4]), 'the former recommended (guidance 5), projection and half the pretrained prediction for t < 400'),
+    'rec_g3': (None, dict(guidance_scale=3.0), 'recommended, guidance 3 (not 7.5) at sampling'),
     'rec_proj_g3': (None, dict(edit_rule='project', guidance_scale=3.0), 'recommended, projection, guidance 3'),
     'rec_proj_g75': (None, dict(edit_rule='project', guidance_scale=7.5), 'recommended, projection, guidance 7.5'),
     'rec_g10': (None, dict(guidance_scale=10.0), 'recommended, guidance 10 at sampling'),
     'rec_proj_g10': (None, dict(edit_rule='project', guidance_scale=10.0), 'recommended, projection, guidance 10'),
-    'rec_s50': (None, dict(sample_steps=50), 'recommended, 50 DDIM steps (not 25) at sampling'),
-    'rec_late0': (None, dict(late_eta=0.0), "recommended, the late steps (t < 300) conditioned on e_opt (the input's embedding)"),
-    'rec_late5': (None, dict(late_eta=0.5), 'recommended, the late steps (t < 300) at η 0.5'),
-    'rec_g75_late0': (None, dict(guidance_scale=7.5, late_eta=0.0), 'recommended, guidance 7.5, the late steps on e_opt'),
-    'rec_g75_late0_5': (None, dict(guidance_scale=7.5, late_eta=0.0, late_range=[0.0, 0.5]), 'recommended, guidance 7.5, the steps t < 500 on e_opt'),
+    'rec_s50': (None, dict(G5, sample_steps=50), 'the former recommended (guidance 5), 50 DDIM steps (not 25) at sampling'),
+    'rec_late0': (None, dict(G5, late_eta=0.0), "the former recommended (guidance 5), the late steps (t < 300) conditioned on e_opt (the input's embedding)"),
+    'rec_late5': (None, dict(G5, late_eta=0.5), 'the former recommended (guidance 5), the late steps (t < 300) at η 0.5'),
+    'rec_g75_late0': (None, dict(guidance_scale=7.5, late_eta=0.0), 'recommended (guidance 7.5), the late steps on e_opt'),
+    'rec_g75_late0_5': (None, dict(guidance_scale=7.5, late_eta=0.0, late_range=[0.0, 0.5]), 'recommended (guidance 7.5), the steps t < 500 on e_opt'),
     'ft300_g75': (None, dict(finetune_steps=300, finetune_lr=9e-5, guidance_scale=7.5), '100 + 300 steps at 9e-5, guidance 7.5'),
     'fast_project': ('fast', dict(etas=[0.6, 0.7, 0.8], edit_rule='project'), "today's fast, stage 3 by vector projection"),
     'fast_mixlo': ('fast', dict(etas=[0.6, 0.7, 0.8], mix_weight=0.5, mix_range=[0.0, 0.4]), "today's fast, half the pretrained prediction for t < 400"),
@@ -103,6 +111,9 @@ def main(argv=None):
     ap.add_argument('--fits', default=None, help='with --stage3: a folder to keep each shared fit in (and read it from on a rerun)')
     ap.add_argument('--lost', action='store_true',
                     help='with --stage3: instead of records, what the --run candidates lose on the validation edits (every image probed; nothing stored)')
+    ap.add_argument('--ablation', action='store_true', help='with --heldout --stage3: the pretrained model sampled too (the records the report reads)')
+    ap.add_argument('--compare', type=int, default=0, metavar='N',
+                    help="with --heldout --stage3: the first N edits stored as compare's 'imagic' runs too (07_compare.jsonl, tutorial 04's table)")
     ap.add_argument('--shard', default='0/1', help='i/n: with --heldout, fit every n-th held-out edit from the i-th')
     args = ap.parse_args(argv)
     if args.heldout: return heldout(args)
@@ -130,29 +141,69 @@ def main(argv=None):
 STAGE3 = ('forget', 'mix_weight', 'mix_range', 'edit_rule', 'etas', 'guidance_scale', 'sample_steps', 'late_eta', 'late_range')  # what a stage-3 candidate may change
 
 
-def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=None, etas=None):
+def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=None, etas=None, ablation=False,
+           compare_records=None, compare_n=0, indices=None):
     """Stage-3 candidates from one fit per edit (`base_name`'s settings): each stored as if fitted alone (the same key
     `run_edits` would write), its fit seconds the shared fit's. With `fits` (a folder), each fit is kept there and read
     back by a later run instead of refitted (the fit is seeded, so it is the same fit). `etas`: the grid sampled, each
-    candidate's own η when None (as `--heldout` samples)."""
-    from imagic.core import append_jsonl
+    candidate's own η when None (as `--heldout` samples). `ablation`: the pretrained model sampled too, as `run_edits`
+    does with it. `compare_records`: each of the first `compare_n` edits also stored as `imagic.baselines.compare` stores
+    its 'imagic' run (the middle η, sampled alone as `imagic_edit` samples it; its seconds the fit's and that sampling's),
+    so that a change of the recommended stage 3 is re-measured from kept fits; `indices`: each edit's index in the list
+    `compare` is given (default 0, 1, ...)."""
+    import time
+    import torch
+    from PIL import Image
+    from imagic.core import append_jsonl, image_size, load_image, read_jsonl
     from imagic.stages import generate_edits
     from imagic.state import model_fingerprint
     from imagic.world import judge
-    from imagic.world.edits import _record_key, _record_line
+    from imagic.world.edits import _record_key, _record_line, read_records
     base = check_stage3(pipe, names, base_name)
     fp = model_fingerprint(pipe)
-    for j, e in enumerate(edits):
-        todo = [n for n in names if 0 not in stored(pipe, n, [e], reads, etas)]
-        if not todo: continue
+    settings = {n: settings_of(pipe, n) for n in names}
+    done_cmp = {r['key'] for r in read_jsonl(compare_records)} if compare_records else set()
+    pairs = list(zip(indices if indices is not None else range(len(edits)), edits))
+    for j, (i, e) in enumerate(pairs):
+        have = read_records(records) if ablation else {}
+        todo = [n for n in names if (_record_key(fp, e, settings[n], etas or settings[n].etas, settings[n].seeds, True) not in have
+                                     if ablation else 0 not in stored(pipe, n, [e], reads, etas))]
+        cmp_todo = [n for n in names if i < compare_n and _compare_key(pipe, fp, i, e, settings[n]) not in done_cmp]
+        if not todo and not cmp_todo: continue
         e_tgt, e_opt, unet, fit_s = shared_fit(pipe, e, base, fits, fp)
         for name in todo:
-            s = settings_of(pipe, name)
+            s = settings[name]
             grid_etas = etas if etas is not None else s.etas
-            grid = generate_edits(pipe, e_tgt, e_opt, s, denoiser=unet, etas=grid_etas, seeds=s.seeds, progress=False)
-            rec = dict(edit=e, fit_s=fit_s, judged={('finetuned', eta, sd): judge(e, im) for eta, row in zip(grid_etas, grid) for sd, im in zip(s.seeds, row)})
-            append_jsonl(records, _record_line(_record_key(fp, e, s, grid_etas, s.seeds, False), rec))
-        print(f"stage 3: edit {j + 1}/{len(edits)} ({e.kind}) fit {fit_s:.1f} s, {len(todo)} candidates sampled", flush=True)
+            rec = dict(edit=e, fit_s=fit_s, judged={})
+            for model, u in [('finetuned', unet)] + ([('pretrained', None)] if ablation else []):
+                t0 = time.perf_counter()
+                grid = generate_edits(pipe, e_tgt, e_opt, s, denoiser=u, etas=grid_etas, seeds=s.seeds, progress=False)
+                rec[f'{model}_sample_s'] = time.perf_counter() - t0
+                rec['judged'].update({(model, eta, sd): judge(e, im) for eta, row in zip(grid_etas, grid) for sd, im in zip(s.seeds, row)})
+            append_jsonl(records, _record_line(_record_key(fp, e, s, grid_etas, s.seeds, ablation), rec))
+        for name in cmp_todo:
+            from imagic.metrics import clip_score, lpips_distance
+            from imagic.world import render
+            from imagic.world.edits import edit_input
+            s = settings[name]
+            eta = s.etas[len(s.etas) // 2]
+            t0 = time.perf_counter()
+            shown, = generate_edits(pipe, e_tgt, e_opt, s, denoiser=unet, etas=[eta], seeds=s.seeds, progress=False)
+            secs = fit_s + time.perf_counter() - t0
+            src = load_image(Image.fromarray(render(e.source, image_size(pipe))), image_size(pipe))
+            assert torch.equal(src, edit_input(e, image_size(pipe))[1]), "the input compare fits is not the kept fit's"
+            append_jsonl(compare_records, dict(key=_compare_key(pipe, fp, i, e, s), edit=i, kind=e.kind, method='imagic', seconds=secs,
+                                               judged=[judge(e, im) for im in shown], clip=float(clip_score(shown, e.text).mean()),
+                                               one_minus_lpips=float(1 - lpips_distance(shown, src).mean())))
+        print(f"stage 3: edit {j + 1}/{len(pairs)} ({e.kind}) fit {fit_s:.1f} s, {len(todo)} candidates sampled"
+              + (f", {len(cmp_todo)} compare records" if cmp_todo else ''), flush=True)
+
+
+def _compare_key(pipe, fp, i, e, s):
+    "The key `imagic.baselines.compare` stores edit `i`'s 'imagic' run under when Imagic's knobs resolve to settings `s`."
+    from imagic.baselines import _record_key, knobs_for
+    k = knobs_for(pipe, 'imagic')
+    return _record_key(fp, i, e, 'imagic', list(s.seeds), dict(eta=k['eta'], settings=s.to_dict()))
 
 
 def check_stage3(pipe, names, base_name):
@@ -162,6 +213,12 @@ def check_stage3(pipe, names, base_name):
         d = {k: v for k, v in settings_of(pipe, name).to_dict().items() if base.to_dict().get(k) != v}
         if set(d) - set(STAGE3): raise SystemExit(f"{name} changes {sorted(set(d) - set(STAGE3))} of {base_name}: not a stage-3 candidate of it")
     return base
+
+
+def fit_part(s):
+    "Settings `s` with every stage-3 field at its default: what a kept fit is filed under, so that the stage-3 siblings of a recipe share its fits."
+    from imagic.core import Settings
+    return s.replace(**{k: getattr(Settings(), k) for k in STAGE3})
 
 
 def shared_fit(pipe, e, base, fits=None, fp=None):
@@ -177,7 +234,7 @@ def shared_fit(pipe, e, base, fits=None, fp=None):
     _, x = edit_input(e, image_size(pipe))
     lat, e_tgt = encode_image(pipe, x), encode_text(pipe, e.text)
     fp = fp or model_fingerprint(pipe)
-    cache = Path(fits) / (hashlib.sha256(_record_key(fp, e, base, (), (), False).encode()).hexdigest()[:24] + '.pt') if fits else None
+    cache = Path(fits) / (hashlib.sha256(_record_key(fp, e, fit_part(base), (), (), False).encode()).hexdigest()[:24] + '.pt') if fits else None
     if cache is not None and cache.exists():
         got = torch.load(cache, weights_only=False)
         return e_tgt, got['e_opt'], got['unet'], got['fit_s']
@@ -196,8 +253,7 @@ def lost(pipe, names, edits, base_name='recommended', fits=None, etas=ETAS):
     those that reach it, the share that lose each other attribute (marks, pebbles, size, position, ...). Nothing stored."""
     from collections import Counter
     from imagic.stages import generate_edits
-    from imagic.world.edits import kept_fields
-    from imagic.world.probe import probe
+    from imagic.world import judge
     from imagic.state import model_fingerprint
     base, fp = check_stage3(pipe, names, base_name), model_fingerprint(pipe)
     settings = {n: settings_of(pipe, n) for n in names}
@@ -208,11 +264,9 @@ def lost(pipe, names, edits, base_name='recommended', fits=None, etas=ETAS):
             grid = generate_edits(pipe, e_tgt, e_opt, s, denoiser=unet, etas=etas, seeds=s.seeds, progress=False)
             for eta, row in zip(etas, grid):
                 for im in row:
-                    p = probe(im)
-                    reached, kept = getattr(p, e.kind) == getattr(e.target, e.kind), kept_fields(e, p)
-                    c = tally[name][eta]
-                    c['images'] += 1; c['reached'] += reached; c['kept'] += all(kept.values()); c['both'] += reached and all(kept.values())
-                    if reached: c.update(f for f, ok in kept.items() if not ok)
+                    v, c = judge(e, im, fields=True), tally[name][eta]  # the judge's verdicts, and what it found lost
+                    c['images'] += 1; c['reached'] += v['attr']; c['kept'] += v['kept']; c['both'] += v['both']
+                    if v['attr']: c.update(f for f, ok in v['fields'].items() if not ok)
         print(f"lost: edit {j + 1}/{len(edits)} ({e.kind})", flush=True)
     fields = sorted({f for n in names for c in tally[n].values() for f in c} - {'images', 'reached', 'kept', 'both'})
     print(f"\n| recipe | η | reached | kept | both | {' | '.join(f'{f} lost (of reached)' for f in fields)} |")
@@ -238,8 +292,10 @@ def heldout(args):
     i, n = (int(x) for x in args.shard.split('/'))
     names = args.run or ['recommended']
     if args.stage3:
-        mine = [e for j, e in enumerate(edits) if j % n == i]
-        stage3(pipe, names, mine, [world / '06_heldout.jsonl'], world / '06_heldout.jsonl', args.base, args.fits)
+        mine = [(j, e) for j, e in enumerate(edits) if j % n == i]
+        stage3(pipe, names, [e for _, e in mine], [world / '06_heldout.jsonl'], world / '06_heldout.jsonl', args.base, args.fits,
+               ablation=args.ablation, compare_records=world / '07_compare.jsonl' if args.compare else None, compare_n=args.compare,
+               indices=[j for j, _ in mine])
     for name in ([] if args.stage3 else names):
         s = settings_of(pipe, name)
         for j, e in enumerate(edits):

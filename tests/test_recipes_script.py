@@ -56,3 +56,36 @@ def test_lost_tallies_what_the_judge_says_from_the_kept_fit(pipe, tmp_path, monk
         for crit, key in (('attr', 'reached'), ('kept', 'kept'), ('both', 'both')):
             assert tally[eta][key] == sum(v[crit] for v in verdicts), (eta, crit)
         assert sum(n for f, n in tally[eta].items() if f not in ('images', 'reached', 'kept', 'both')) >= tally[eta]['reached'] - tally[eta]['both']
+
+
+def test_stage3_stores_the_ablation_and_compare_records_a_run_would(pipe, tmp_path, monkeypatch):
+    "A stage-3 change re-measured from kept fits: the record with the ablation is the one the report reads, and the 'imagic' compare record is found by `compare` and holds the images a fresh `compare` run makes (same CLIP score)."
+    from imagic.baselines import compare
+    from imagic.world import EDIT_KINDS, trained_on_details
+    from imagic.world.edits import stored_records
+    tiny = dict(embed_steps=1, finetune_steps=1, sample_steps=2, etas=[0.5, 1.0])  # the four seeds, as compare's
+    monkeypatch.setattr(recipes, 'CANDIDATES', {'base': (None, tiny, ''), 'g3': (None, dict(tiny, guidance_scale=3.0), '')})
+    edits = [e for e in recipes.chosen_edits(1, EDIT_KINDS, trained_on_details(pipe)) if e.kind in ('pose', 'colour')]
+    rec, cmp, fits = tmp_path / 'r.jsonl', tmp_path / 'c.jsonl', tmp_path / 'fits'
+    recipes.stage3(pipe, ['g3'], edits, [rec], rec, 'base', fits, ablation=True, compare_records=cmp, compare_n=1, indices=[0, 1])
+    s = recipes.settings_of(pipe, 'g3')
+    found = stored_records(rec, pipe, edits, s, s.etas, s.seeds, True)
+    assert sorted(found) == [0, 1] and {m for m, _, _ in found[0]['judged']} == {'finetuned', 'pretrained'}
+    got = compare(pipe, edits[:1], methods=('imagic',), seeds=s.seeds, knobs={'imagic': dict(tiny, guidance_scale=3.0)}, records=cmp,
+                  stored_only=True, progress=False)
+    assert len(got) == 1 and len(got[0]['judged']) == 4
+    fresh = compare(pipe, edits[:1], methods=('imagic',), seeds=s.seeds, knobs={'imagic': dict(tiny, guidance_scale=3.0)},
+                    records=tmp_path / 'fresh.jsonl', progress=False)
+    assert abs(fresh[0]['clip'] - got[0]['clip']) < 1e-3 and [j['both'] for j in fresh[0]['judged']] == [j['both'] for j in got[0]['judged']]
+    import imagic.stages
+    monkeypatch.setattr(imagic.stages, 'fit_stages', lambda *a, **k: pytest.fail('refitted'))
+    recipes.stage3(pipe, ['g3'], edits, [rec], rec, 'base', fits, ablation=True, compare_records=cmp, compare_n=1, indices=[0, 1])
+    assert len(rec.read_text().splitlines()) == 2 and len(cmp.read_text().splitlines()) == 1  # nothing sampled twice
+
+
+def test_a_kept_fit_is_filed_under_its_fit_settings_only(pipe):
+    "Two recipes that differ in stage 3 only share their kept fits; one that fits differently does not."
+    s = recipes.settings_of(pipe, 'recommended')
+    assert recipes.fit_part(s) == recipes.fit_part(recipes.settings_of(pipe, 'rec_proj_g10'))
+    assert recipes.fit_part(s) != recipes.fit_part(recipes.settings_of(pipe, 'ft200'))
+    assert recipes.fit_part(s).finetune_steps == s.finetune_steps and recipes.fit_part(s).guidance_scale == type(s)().guidance_scale
