@@ -82,13 +82,11 @@ def settings_of(pipe, name:str):
     return imagic.Settings.for_model(pipe, preset=preset, **changes)
 
 
-def stored(pipe, name, edits, records, etas=ETAS):
-    "Of `edits`, those with `name`'s records in any of `records` sampled on `etas` (the candidate's own η when None): index -> record."
+def stored(pipe, name, edits, records, etas=ETAS, ablation=False):
+    "Of `edits`, those with `name`'s records in any of `records` sampled on `etas` (the candidate's own η when None), with the ablation when `ablation`: index -> record."
     from imagic.world.edits import stored_records
     s = settings_of(pipe, name)
-    out = {}
-    for path in records: out.update(stored_records(path, pipe, edits, s, etas if etas is not None else s.etas, s.seeds, False))
-    return out
+    return stored_records(list(records), pipe, edits, s, etas if etas is not None else s.etas, s.seeds, ablation)
 
 
 def main(argv=None):
@@ -158,16 +156,14 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
     from imagic.stages import generate_edits
     from imagic.state import model_fingerprint
     from imagic.world import judge
-    from imagic.world.edits import _record_key, _record_line, read_records
+    from imagic.world.edits import _record_key, _record_line
     base = check_stage3(pipe, names, base_name)
     fp = model_fingerprint(pipe)
     settings = {n: settings_of(pipe, n) for n in names}
     done_cmp = {r['key'] for r in read_jsonl(compare_records)} if compare_records else set()
     pairs = list(zip(indices if indices is not None else range(len(edits)), edits))
     for j, (i, e) in enumerate(pairs):
-        have = read_records(records) if ablation else {}
-        todo = [n for n in names if (_record_key(fp, e, settings[n], etas or settings[n].etas, settings[n].seeds, True) not in have
-                                     if ablation else 0 not in stored(pipe, n, [e], reads, etas))]
+        todo = [n for n in names if 0 not in stored(pipe, n, [e], reads, etas, ablation)]
         cmp_todo = [n for n in names if i < compare_n and _compare_key(pipe, fp, i, e, settings[n]) not in done_cmp]
         if not todo and not cmp_todo: continue
         e_tgt, e_opt, unet, fit_s = shared_fit(pipe, e, base, fits, fp)
@@ -201,9 +197,8 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
 
 def _compare_key(pipe, fp, i, e, s):
     "The key `imagic.baselines.compare` stores edit `i`'s 'imagic' run under when Imagic's knobs resolve to settings `s`."
-    from imagic.baselines import _record_key, knobs_for
-    k = knobs_for(pipe, 'imagic')
-    return _record_key(fp, i, e, 'imagic', list(s.seeds), dict(eta=k['eta'], settings=s.to_dict()))
+    from imagic.baselines import _record_key, _resolved_knobs
+    return _record_key(fp, i, e, 'imagic', list(s.seeds), _resolved_knobs(pipe, 'imagic', s.to_dict()))
 
 
 def check_stage3(pipe, names, base_name):
