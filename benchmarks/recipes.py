@@ -30,13 +30,13 @@ ETAS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # The sweep ran on the recommended settings of the round's start (guidance 5, `rec_g5`); guidance 7.5 won and is the
 # recommended one now, so the candidates measured on the old base keep guidance 5 in their settings (their records' key).
 G5 = dict(guidance_scale=5.0)
-# name -> (preset, changes, what it is). The stored sweep's records fitted `fast` with the η of its time (0.6-0.8): the
-# fit does not depend on `etas` (the grid above is sampled whatever it says), so 'fast' keeps them and its records are read.
+# name -> (preset, changes, what it is). (`fast`'s validation records were fitted when its preset said η 0.6-0.8; the fit
+# and the grid sampled, ETAS, do not depend on `etas`, so their keys were moved to the preset's η of today, 0.8-1.0.)
 CANDIDATES = {
     'paper': ('paper', dict(G5), "the paper's steps (1000 + 1500) at the model's paper learning rates"),
     'recommended': (None, {}, "today's recommended: 100 + 900 steps, full fine-tuning at 3e-5, guidance 7.5 (chosen this round)"),
     'rec_g5': (None, dict(G5), 'the recommended recipe before this round: guidance 5 at sampling'),
-    'fast': ('fast', dict(etas=[0.6, 0.7, 0.8]), "today's fast: LoRA rank 16 on every layer, 400 steps at 1e-3"),
+    'fast': ('fast', {}, "today's fast: LoRA rank 16 on every layer, 400 steps at 1e-3"),
     'ft200': (None, dict(G5, finetune_steps=200, finetune_lr=1.5e-4), '100 + 200 steps, full fine-tuning at 1.5e-4'),
     'ft150cos': (None, dict(G5, finetune_steps=150, finetune_lr=3e-4, lr_schedule='cosine'), '100 + 150 steps at 3e-4, cosine decay'),
     'joint100': (None, dict(G5, embed_steps=0, finetune_steps=0, joint_steps=100, joint_embed_lr=1e-2, joint_lr=1.5e-4),
@@ -69,9 +69,9 @@ CANDIDATES = {
     'rec_g75_late0': (None, dict(guidance_scale=7.5, late_eta=0.0), 'recommended (guidance 7.5), the late steps on e_opt'),
     'rec_g75_late0_5': (None, dict(guidance_scale=7.5, late_eta=0.0, late_range=[0.0, 0.5]), 'recommended (guidance 7.5), the steps t < 500 on e_opt'),
     'ft300_g75': (None, dict(finetune_steps=300, finetune_lr=9e-5, guidance_scale=7.5), '100 + 300 steps at 9e-5, guidance 7.5'),
-    'fast_project': ('fast', dict(etas=[0.6, 0.7, 0.8], edit_rule='project'), "today's fast, stage 3 by vector projection"),
-    'fast_mixlo': ('fast', dict(etas=[0.6, 0.7, 0.8], mix_weight=0.5, mix_range=[0.0, 0.4]), "today's fast, half the pretrained prediction for t < 400"),
-    'fast_g75': ('fast', dict(etas=[0.6, 0.7, 0.8], guidance_scale=7.5), "today's fast, guidance 7.5"),
+    'fast_project': ('fast', dict(edit_rule='project'), "today's fast, stage 3 by vector projection"),
+    'fast_mixlo': ('fast', dict(mix_weight=0.5, mix_range=[0.0, 0.4]), "today's fast, half the pretrained prediction for t < 400"),
+    'fast_g75': ('fast', dict(guidance_scale=7.5), "today's fast, guidance 7.5"),
 }
 
 
@@ -162,8 +162,9 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
     settings = {n: settings_of(pipe, n) for n in names}
     done_cmp = {r['key'] for r in read_jsonl(compare_records)} if compare_records else set()
     pairs = list(zip(indices if indices is not None else range(len(edits)), edits))
+    have = {n: stored(pipe, n, edits, reads, etas, ablation) for n in names}  # the record files read once, not per edit
     for j, (i, e) in enumerate(pairs):
-        todo = [n for n in names if 0 not in stored(pipe, n, [e], reads, etas, ablation)]
+        todo = [n for n in names if j not in have[n]]
         cmp_todo = [n for n in names if i < compare_n and _compare_key(pipe, fp, i, e, settings[n]) not in done_cmp]
         if not todo and not cmp_todo: continue
         e_tgt, e_opt, unet, fit_s = shared_fit(pipe, e, base, fits, fp)
@@ -178,7 +179,7 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
                 rec['judged'].update({(model, eta, sd): judge(e, im) for eta, row in zip(grid_etas, grid) for sd, im in zip(s.seeds, row)})
             append_jsonl(records, _record_line(_record_key(fp, e, s, grid_etas, s.seeds, ablation), rec))
         for name in cmp_todo:
-            from imagic.metrics import clip_score, lpips_distance
+            from imagic.baselines import compare_record
             from imagic.world import render
             from imagic.world.edits import edit_input
             s = settings[name]
@@ -186,11 +187,9 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
             t0 = time.perf_counter()
             shown, = generate_edits(pipe, e_tgt, e_opt, s, denoiser=unet, etas=[eta], seeds=s.seeds, progress=False)
             secs = fit_s + time.perf_counter() - t0
-            src = load_image(Image.fromarray(render(e.source, image_size(pipe))), image_size(pipe))
+            src = load_image(Image.fromarray(render(e.source, image_size(pipe))), image_size(pipe))  # the input as compare loads it
             assert torch.equal(src, edit_input(e, image_size(pipe))[1]), "the input compare fits is not the kept fit's"
-            append_jsonl(compare_records, dict(key=_compare_key(pipe, fp, i, e, s), edit=i, kind=e.kind, method='imagic', seconds=secs,
-                                               judged=[judge(e, im) for im in shown], clip=float(clip_score(shown, e.text).mean()),
-                                               one_minus_lpips=float(1 - lpips_distance(shown, src).mean())))
+            append_jsonl(compare_records, compare_record(_compare_key(pipe, fp, i, e, s), i, e, 'imagic', shown, src, secs))
         print(f"stage 3: edit {j + 1}/{len(pairs)} ({e.kind}) fit {fit_s:.1f} s, {len(todo)} candidates sampled"
               + (f", {len(cmp_todo)} compare records" if cmp_todo else ''), flush=True)
 
@@ -198,7 +197,8 @@ def stage3(pipe, names, edits, reads, records, base_name='recommended', fits=Non
 def _compare_key(pipe, fp, i, e, s):
     "The key `imagic.baselines.compare` stores edit `i`'s 'imagic' run under when Imagic's knobs resolve to settings `s`."
     from imagic.baselines import _record_key, _resolved_knobs
-    return _record_key(fp, i, e, 'imagic', list(s.seeds), _resolved_knobs(pipe, 'imagic', s.to_dict()))
+    knobs = {k: v for k, v in s.to_dict().items() if k != 'seeds'}  # compare samples its own seeds argument, never a knob
+    return _record_key(fp, i, e, 'imagic', list(s.seeds), _resolved_knobs(pipe, 'imagic', knobs))
 
 
 def check_stage3(pipe, names, base_name):
@@ -356,7 +356,10 @@ def stage3_base(pipe, name, bases=None):
 
 
 def table(pipe, edits, reads) -> list:
-    "Per candidate with stored records: the edits stored, its best η by 'both' over all stored edits, the rates there, pose's, mean fit seconds (a stage-3 candidate's: those of the fit it shares, recorded with its base, not under the load its shared fit ran with)."
+    """Per candidate with stored records: the edits stored, its best η by 'both' over all stored edits, the rates there,
+    pose's; its best η on the pose edits alone and the pose rate there (`pose_eta`, `pose_best`: what the figure
+    compares, since every candidate has the pose edits); mean fit seconds (a stage-3 candidate's: those of the fit it
+    shares, recorded with its base, not under the load its shared fit ran with)."""
     import numpy as np
     from imagic.world.edits import edit_successes
     out, fit_of = [], {}
@@ -368,46 +371,75 @@ def table(pipe, edits, reads) -> list:
         fit_of[name] = float(np.mean([r['fit_s'] for r in recs]))
         best = max(ETAS, key=lambda e: (np.mean(edit_successes(recs, e)), e))
         pose = [r for r in recs if r['edit'].kind == 'pose']
+        pose_eta = max(ETAS, key=lambda e: (np.mean(edit_successes(pose, e)), e)) if pose else None
         out.append(dict(name=name, n=len(recs), eta=best, both=float(np.mean(edit_successes(recs, best))),
                         pose_n=len(pose), pose=float(np.mean(edit_successes(pose, best))) if pose else None,
+                        pose_eta=pose_eta, pose_best=float(np.mean(edit_successes(pose, pose_eta))) if pose else None,
                         fit_s=fit_of.get(base, fit_of[name]), what=CANDIDATES[name][2], base=base,
                         kinds=sorted({r['edit'].kind for r in recs})))
     return out
 
 
-def figure(rows, path, note='fit seconds per edit as recorded (this CPU, mean over the edits)'):
-    """Left: success against fit seconds, a point per recipe that fits differently (today's presets in orange; labels of
-    points at the same height stacked). Right: the stage-3 choices sampled from one shared fit (today's recommended, or
-    `fast`), a bar each beside their base's bar — they cost the base's fit, so on the left they would sit on one spot."""
+def _crowds(points, near=1.45):
+    "Points (x, y, label) grouped where they share a height and lie within a factor `near` of each other in x: one label per group."
+    groups = []
+    for x, y, lab in sorted(points, key=lambda p: (p[1], p[0])):
+        g = groups[-1] if groups else None
+        if g and g['y'] == y and x / g['x'][-1] < near: g['x'].append(x); g['labels'].append(lab)
+        else: groups.append(dict(y=y, x=[x], labels=[lab]))
+    return groups
+
+
+def figure(rows, path, note='fit seconds per edit as recorded (this CPU, mean over the edits; log scale)'):
+    """Success on the validation *pose* edits (every candidate has them; the full 32-edit sweep ran for a few) at each
+    recipe's best η there. Left: against fit seconds, a point per recipe that fits differently (today's presets in
+    orange; points close together share one label). Right: the stage-3 choices sampled from one shared fit (today's
+    recommended, or `fast`), a bar each beside their base's bar — they cost the base's fit, so on the left they would
+    sit on one spot. A recipe stored on all kinds says its rate over all of them too."""
     import matplotlib; matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    rows = [r for r in rows if r.get('pose_n')]
     fits, s3 = [r for r in rows if not r.get('base')], [r for r in rows if r.get('base')]
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 5.2), dpi=100, gridspec_kw=dict(width_ratios=[1.35, 1]))
-    seen, full = {}, max(r['n'] for r in rows)
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11.5, 5.6), dpi=100, gridspec_kw=dict(width_ratios=[1.3, 1]))
+    full, n_pose = max(r['n'] for r in rows), max(r['pose_n'] for r in rows)
     orange = ('paper', 'recommended', 'fast')
-    for r in sorted(fits, key=lambda r: r['fit_s']):
-        y = round(100 * r['both'])
-        k = seen[y] = seen.get(y, -1) + 1
-        ax.scatter(r['fit_s'], 100 * r['both'], s=30 if r['n'] == full else 14, color='C1' if r['name'] in orange else 'C0', zorder=3)
-        part = f", {r['n']} of {full} edits" if r['n'] < full else ''
-        ax.annotate(f"{r['name']} (η {r['eta']}{part})", (r['fit_s'], 100 * r['both']), fontsize=8, xytext=(4 + 6 * k, 3 + 11 * k),
-                    textcoords='offset points', arrowprops=dict(arrowstyle='-', lw=0.4, color='0.5') if k else None)
-    ax.set_xscale('log'); ax.set_xlabel(note, fontsize=9); ax.set_ylabel('edits succeeded (%)'); ax.set_ylim(-5, 105)
+    def label(r):
+        part = f", {r['pose_n']} of {n_pose} edits" if r['pose_n'] < n_pose else ''
+        every = f"; all {full}: {r['both']:.0%}" if r['n'] == full and len(r['kinds']) > 1 else ''
+        return f"{r['name']} (η {r['pose_eta']}{part}{every})"
+    for r in fits:
+        ax.scatter(r['fit_s'], 100 * r['pose_best'], s=34 if r['name'] in orange else 18, color='C1' if r['name'] in orange else 'C0', zorder=3)
+    ax.set_xscale('log'); ax.set_xlabel(note, fontsize=9); ax.set_ylabel('validation pose edits succeeded (%)')
+    ax.set_ylim(-5, 112); xs = [r['fit_s'] for r in fits]; ax.set_xlim(min(xs) / 1.5, max(xs) * 3.2)
+    placed, renderer = [], fig.canvas.get_renderer()
+    tries = [(5, 3, 'left', 'bottom'), (5, -3, 'left', 'top'), (-5, 3, 'right', 'bottom'), (-5, -3, 'right', 'top'),
+             (5, 16, 'left', 'bottom'), (-5, 16, 'right', 'bottom'), (5, -16, 'left', 'top'), (-5, -16, 'right', 'top')]
+    for g in sorted(_crowds([(r['fit_s'], round(100 * r['pose_best']), label(r)) for r in fits]), key=lambda g: -len(g['labels'])):
+        for dx, dy, ha, va in tries:  # the first spot where the label overlaps no label placed before it and stays inside the axes
+            a = ax.annotate('\n'.join(g['labels']), (g['x'][0], g['y']), fontsize=8, xytext=(dx, dy), textcoords='offset points',
+                            ha=ha, va=va, linespacing=1.15, arrowprops=dict(arrowstyle='-', lw=0.4, color='0.6') if abs(dy) > 10 else None)
+            box = a.get_window_extent(renderer)
+            if not any(box.overlaps(b) for b in placed) and ax.get_window_extent(renderer).contains(box.x0, box.y0) \
+                    and ax.get_window_extent(renderer).contains(box.x1, box.y1): break
+            if (dx, dy) != tries[-1][:2]: a.remove()
+        placed.append(box)
     ax.set_title('recipes that fit differently', fontsize=9); ax.grid(alpha=.3)
     by = {r['name']: r for r in rows}
     bars = []
     for base in ('recommended', 'fast'):
         group = [r for r in s3 if r['base'] == base]
-        if group and base in by: bars += [by[base]] + sorted(group, key=lambda r: -r['both'])
+        if group and base in by: bars += [by[base]] + sorted(group, key=lambda r: -r['pose_best'])
     ys = list(range(len(bars)))[::-1]
-    bx.barh(ys, [100 * r['both'] for r in bars], color=['C1' if r['name'] in orange else 'C0' for r in bars], height=0.7)
-    bx.set_yticks(ys); bx.set_yticklabels([f"{r['name']} (η {r['eta']})" for r in bars], fontsize=8)
-    for y, r in zip(ys, bars): bx.text(min(100 * r['both'], 88) + 1, y, f"{round(r['both'] * r['n'])}/{r['n']}", va='center', fontsize=7)
-    bx.set_xlim(0, 105); bx.set_xlabel('edits succeeded (%)', fontsize=9); bx.grid(alpha=.3, axis='x')
+    bx.barh(ys, [100 * r['pose_best'] for r in bars], color=['C1' if r['name'] in orange else 'C0' for r in bars], height=0.7)
+    bx.set_yticks(ys); bx.set_yticklabels([f"{r['name']} (η {r['pose_eta']})" for r in bars], fontsize=8)
+    for y, r in zip(ys, bars):
+        every = f"  (all {full}: {round(r['both'] * r['n'])}/{r['n']})" if r['n'] == full and len(r['kinds']) > 1 else ''
+        bx.text(100 * r['pose_best'] + 1, y, f"{round(r['pose_best'] * r['pose_n'])}/{r['pose_n']}{every}", va='center', fontsize=7)
+    bx.set_xlim(0, 140); bx.set_xticks(range(0, 101, 20)); bx.set_xlabel('validation pose edits succeeded (%)', fontsize=9)
+    bx.grid(alpha=.3, axis='x')
     bx.set_title('stage 3 changed, sampled from one shared fit\n(orange: that fit sampled as it is)', fontsize=9)
-    kinds = sorted({k for r in rows for k in r.get('kinds', [])})
-    fig.suptitle(f"Recipes on {full} validation edits{' (' + ', '.join(kinds) + ')' if kinds else ''}: success = one seed of four "
-                 "reaches the asked attribute and keeps the rest, at the recipe's best η", fontsize=9)
+    fig.suptitle(f"Recipes on the {n_pose} validation pose edits (the weak kind): success = one seed of four takes the asked pose "
+                 "and keeps the rest, at the recipe's best η", fontsize=9)
     fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
 

@@ -4,8 +4,8 @@
 
 # %% auto 0
 __all__ = ['DEFAULT_KNOBS', 'METHODS', 'KNOB_GRIDS', 'TRADEOFF_KNOBS', 'knobs_for', 'register', 'sdedit', 'ddim_invert',
-           'ddim_inversion', 'ledits', 'imagic_edit', 'compare', 'comparison_table', 'format_table', 'choose_knob',
-           'store_knobs', 'knob_sweep']
+           'ddim_inversion', 'ledits', 'imagic_edit', 'compare_record', 'compare', 'comparison_table', 'format_table',
+           'choose_knob', 'store_knobs', 'knob_sweep']
 
 # %% ../nbs/15_baselines.ipynb 3
 import json
@@ -34,6 +34,8 @@ def knobs_for(pipe, method:str, **given) -> dict:
     stored = recommended_settings(pipe).get('baselines', {}).get(method, {})
     k = {**DEFAULT_KNOBS[method], **stored}
     unknown = set(given) - set(k) if method != 'imagic' else set()  # Imagic also takes any Settings field
+    if method == 'imagic' and 'seeds' in given:  # a Settings field, but the seeds sampled are every method's own argument
+        raise ValueError("seeds is not a knob: pass seeds= to the method (or to compare), as for every method")
     if unknown: raise ValueError(f"unknown knob(s) for {method}: {', '.join(sorted(unknown))}; known: {', '.join(k)}")
     return {**k, **given}
 
@@ -166,13 +168,19 @@ def _record_key(model, i, edit, method, seeds, knobs) -> str:
     from imagic.world.edits import detail_key
     return results_key([i, edit.source_text, edit.text, method, list(seeds), knobs] + detail_key(edit), model)
 
+def compare_record(key:str, i:int, edit, method:str, shown:list, source, seconds:float, clip_model=DEFAULT_CLIP) -> dict:
+    "One stored comparison record: edit `i`'s images `shown` (one per seed) by `method`, judged, scored (mean CLIP toward the target text, mean 1 − LPIPS against `source`, the input as a tensor) and timed."
+    from imagic.metrics import clip_score, lpips_distance
+    from imagic.world import judge
+    return dict(key=key, edit=i, kind=edit.kind, method=method, seconds=seconds, judged=[judge(edit, im) for im in shown],
+                clip=float(clip_score(shown, edit.text, clip_model).mean()), one_minus_lpips=float(1 - lpips_distance(shown, source).mean()))
+
 def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'), seeds=(0, 1, 2, 3), knobs=None,
             records=None, keep_images:bool=False, clip_model=DEFAULT_CLIP, stored_only:bool=False, progress:bool=True,
             shard:tuple=(0, 1)) -> list:
     "Run each method on each world edit; one record per (edit, method): per-seed judgments, mean CLIP score and 1 − LPIPS, seconds. `stored_only`: read what `records` holds, run nothing. `shard` (i, n): run only the jobs of every n-th edit from the i-th (the others are read if stored), so that n processes can share one `records` file."
     from tqdm.auto import tqdm
-    from imagic.metrics import clip_score, lpips_distance
-    from imagic.world import judge, render
+    from imagic.world import render
     knobs = knobs or {}
     for m in methods:
         if m not in METHODS: raise ValueError(f"unknown method {m!r}; one of {tuple(METHODS)}")
@@ -192,12 +200,9 @@ def compare(pipe, edits, methods=('sdedit', 'ddim_inversion', 'ledits', 'imagic'
         t0 = time.perf_counter()
         ims = METHODS[m](pipe, src, e.text, source_text=e.source_text, seeds=seeds, **knobs.get(m, {}))
         secs = time.perf_counter() - t0
-        shown = [ims[s] for s in seeds]
-        rec = dict(key=key, edit=i, kind=e.kind, method=m, seconds=secs, judged=[judge(e, im) for im in shown],
-                   clip=float(clip_score(shown, e.text, clip_model).mean()),
-                   one_minus_lpips=float(1 - lpips_distance(shown, load_image(src, res)).mean()))
+        rec = compare_record(key, i, e, m, [ims[s] for s in seeds], load_image(src, res), secs, clip_model)
         if records is not None: append_jsonl(records, rec)
-        if keep_images: rec['images'] = shown
+        if keep_images: rec['images'] = [ims[s] for s in seeds]
         out.append(rec)
     return out
 

@@ -63,7 +63,7 @@ def test_stage3_stores_the_ablation_and_compare_records_a_run_would(pipe, tmp_pa
     from imagic.baselines import compare
     from imagic.world import EDIT_KINDS, trained_on_details
     from imagic.world.edits import stored_records
-    tiny = dict(embed_steps=1, finetune_steps=1, sample_steps=2, etas=[0.5, 1.0])  # the four seeds, as compare's
+    tiny = dict(embed_steps=1, finetune_steps=1, sample_steps=2, etas=[0.5, 1.0], seeds=[0, 2])
     monkeypatch.setattr(recipes, 'CANDIDATES', {'base': (None, tiny, ''), 'g3': (None, dict(tiny, guidance_scale=3.0), '')})
     edits = [e for e in recipes.chosen_edits(1, EDIT_KINDS, trained_on_details(pipe)) if e.kind in ('pose', 'colour')]
     rec, cmp, fits = tmp_path / 'r.jsonl', tmp_path / 'c.jsonl', tmp_path / 'fits'
@@ -71,10 +71,13 @@ def test_stage3_stores_the_ablation_and_compare_records_a_run_would(pipe, tmp_pa
     s = recipes.settings_of(pipe, 'g3')
     found = stored_records(rec, pipe, edits, s, s.etas, s.seeds, True)
     assert sorted(found) == [0, 1] and {m for m, _, _ in found[0]['judged']} == {'finetuned', 'pretrained'}
-    got = compare(pipe, edits[:1], methods=('imagic',), seeds=s.seeds, knobs={'imagic': dict(tiny, guidance_scale=3.0)}, records=cmp,
-                  stored_only=True, progress=False)
-    assert len(got) == 1 and len(got[0]['judged']) == 4
-    fresh = compare(pipe, edits[:1], methods=('imagic',), seeds=s.seeds, knobs={'imagic': dict(tiny, guidance_scale=3.0)},
+    knobs = {'imagic': {k: v for k, v in dict(tiny, guidance_scale=3.0).items() if k != 'seeds'}}  # compare's seeds are its argument
+    with pytest.raises(ValueError, match='seeds is not a knob'):
+        compare(pipe, edits[:1], methods=('imagic',), knobs={'imagic': dict(tiny)}, records=tmp_path / 'no.jsonl', progress=False)
+    assert not (tmp_path / 'no.jsonl').exists()
+    got = compare(pipe, edits[:1], methods=('imagic',), seeds=s.seeds, knobs=knobs, records=cmp, stored_only=True, progress=False)
+    assert len(got) == 1 and len(got[0]['judged']) == 2
+    fresh = compare(pipe, edits[:1], methods=('imagic',), seeds=s.seeds, knobs=knobs,
                     records=tmp_path / 'fresh.jsonl', progress=False)
     assert abs(fresh[0]['clip'] - got[0]['clip']) < 1e-3 and [j['both'] for j in fresh[0]['judged']] == [j['both'] for j in got[0]['judged']]
     import imagic.stages
